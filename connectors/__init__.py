@@ -1,0 +1,1 @@
+"""Bridges into Kafka: RabbitMQ notifications of every cell, capture and replay."""

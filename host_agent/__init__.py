@@ -1,0 +1,1 @@
+"""Per-hypervisor sampler reading libvirt in bulk (not provided yet)."""

@@ -1,0 +1,1 @@
+"""PyFlink jobs reading the stacktide Kafka topics and writing Iceberg tables."""

@@ -1,0 +1,1 @@
+"""stacktide: OpenStack notifications to Kafka, Flink and Iceberg."""

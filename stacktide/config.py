@@ -1,0 +1,281 @@
+"""The stacktide configuration: one YAML file, checked once on load, then frozen.
+
+Every component takes the :class:`Config` it is handed by ``main()``; nothing reads
+files or the environment on import. A wrong value stops start-up with a
+:class:`~stacktide.errors.ConfigError` naming the file, the key and what was
+expected, instead of being logged and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from stacktide.errors import ConfigError
+from stacktide.transport import TransportURL, TransportURLError, parse_transport_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "conf" / "stacktide.yaml"
+
+DEFAULT_EXCHANGES = ("nova", "glance", "neutron", "cinder", "keystone", "heat", "openstack")
+DEFAULT_TOPICS = ("notifications", "versioned_notifications")
+PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
+
+
+@dataclass(frozen=True, slots=True)
+class CellConfig:
+    """One RabbitMQ deployment (cell or region) the bridge reads."""
+
+    name: str
+    transport: TransportURL
+    exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
+    topics: tuple[str, ...] = DEFAULT_TOPICS
+    priorities: tuple[str, ...] = PRIORITIES
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "stacktide"
+    partitions: int = 4
+
+    def topic(self, name: str) -> str:
+        """``notifications`` -> ``stacktide.notifications`` (with the configured prefix)."""
+        return f"{self.topic_prefix}.{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class IcebergConfig:
+    """Where the tables live. ``uri`` is a JDBC URI, as Flink's JdbcCatalog takes it."""
+
+    catalog_name: str
+    uri: str
+    warehouse: str
+    namespace: str = "stacktide"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """How the bridge consumes: its own queues, never the services' shared ones."""
+
+    queue_prefix: str = "stacktide"
+    prefetch: int = 1000
+    max_in_flight: int = 5000
+    ack_interval_ms: int = 200
+    metrics_port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobsConfig:
+    checkpoint_interval_s: float = 10.0
+    parallelism: int = 1
+    dedup_ttl_hours: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConfig:
+    """The embedded default stack of ``stacktide local``."""
+
+    state_dir: Path
+    rabbitmq_port: int = 5672
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    cache_dir: Path = Path("~/.cache/stacktide")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageConfig:
+    period: str = "hour"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    cells: tuple[CellConfig, ...]
+    kafka: KafkaConfig
+    iceberg: IcebergConfig
+    bridge: BridgeConfig
+    jobs: JobsConfig
+    local: LocalConfig
+    usage: UsageConfig
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Typed access to one YAML mapping, with errors that name file and key."""
+
+    def __init__(self, file: str, data: Mapping[str, Any], prefix: str) -> None:
+        self.file, self.data, self.prefix = file, data, prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def fail(self, name: str, expected: str, got: object = None) -> ConfigError:
+        return ConfigError(self.file, self.key(name), expected, got)
+
+    def get(self, name: str, kind: type[T], default: T | None = None) -> T:
+        if name not in self.data or self.data[name] is None:
+            if default is None:
+                raise self.fail(name, f"a {kind.__name__} (the key is required)")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(name, f"a {kind.__name__}", value)
+        return value
+
+    def positive(self, name: str, kind: type[T], default: T, zero_ok: bool = False) -> T:
+        value = self.get(name, kind, default)
+        if value < 0 or (value == 0 and not zero_ok):  # type: ignore[operator]
+            word = "non-negative" if zero_ok else "positive"
+            raise self.fail(name, f"a {word} {kind.__name__}", value)
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in choices:
+            raise self.fail(name, f"one of {', '.join(choices)}", value)
+        return value
+
+    def names(self, name: str, default: tuple[str, ...], allowed: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.get(name, list, list(default))
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(name, "a non-empty list of names", value)
+        bad = [v for v in value if allowed and v.lower() not in allowed]
+        if bad:
+            raise self.fail(name, f"names among {', '.join(allowed)}", bad)
+        return tuple(v.lower() if allowed else v for v in value)
+
+    def section(self, name: str) -> _Reader:
+        value = self.data.get(name) or {}
+        if not isinstance(value, Mapping):
+            raise self.fail(name, "a mapping", value)
+        return _Reader(self.file, value, f"{self.key(name)}.")
+
+    def unknown(self, known: set[str]) -> None:
+        extra = sorted(set(self.data) - known)
+        if extra:
+            raise self.fail(extra[0], f"one of the known keys {', '.join(sorted(known))}")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load and check the YAML file at *path* (``$STACKTIDE_CONFIG``, else conf/stacktide.yaml)."""
+    chosen = Path(path or os.environ.get("STACKTIDE_CONFIG") or DEFAULT_CONFIG)
+    file = str(chosen)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, "(file)", "a readable YAML file", exc.strerror) from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        raise ConfigError(file, where, "valid YAML", str(exc).splitlines()[0]) from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(file, "(top level)", "a mapping of sections", type(data).__name__)
+    return config_from_mapping(data, file, base=chosen.parent)
+
+
+def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Config:
+    """Build a :class:`Config` from already-parsed YAML; relative paths resolve against *base*."""
+    top = _Reader(file, data, "")
+    top.unknown({"cells", "kafka", "iceberg", "bridge", "jobs", "local", "usage"})
+    local = _local(top.section("local"), base)
+    return Config(
+        source=file,
+        cells=_cells(top),
+        kafka=_kafka(top.section("kafka")),
+        iceberg=_iceberg(top.section("iceberg"), local),
+        bridge=_section(top.section("bridge"), BridgeConfig),
+        jobs=_section(top.section("jobs"), JobsConfig),
+        local=local,
+        usage=UsageConfig(period=top.section("usage").choice("period", ("hour", "day"), "hour")),
+    )
+
+
+def _cells(top: _Reader) -> tuple[CellConfig, ...]:
+    raw = top.get("cells", list, [])
+    cells = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise top.fail(f"cells[{i}]", "a mapping with name and transport_url", item)
+        r = _Reader(top.file, item, f"cells[{i}].")
+        r.unknown({"name", "transport_url", "exchanges", "topics", "priorities"})
+        url = r.get("transport_url", str)
+        try:
+            transport = parse_transport_url(url)
+        except TransportURLError as exc:
+            raise r.fail("transport_url", f"an oslo.messaging rabbit:// URL ({exc})") from None
+        cells.append(
+            CellConfig(
+                name=r.get("name", str),
+                transport=transport,
+                exchanges=r.names("exchanges", DEFAULT_EXCHANGES),
+                topics=r.names("topics", DEFAULT_TOPICS),
+                priorities=r.names("priorities", PRIORITIES, allowed=PRIORITIES),
+            )
+        )
+    names = [c.name for c in cells]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise top.fail("cells", "unique cell names", dup)
+    return tuple(cells)
+
+
+def _kafka(r: _Reader) -> KafkaConfig:
+    r.unknown({"bootstrap_servers", "topic_prefix", "partitions"})
+    return KafkaConfig(
+        bootstrap_servers=r.get("bootstrap_servers", str, "127.0.0.1:9092"),
+        topic_prefix=r.get("topic_prefix", str, "stacktide"),
+        partitions=r.positive("partitions", int, 4),
+    )
+
+
+def _local(r: _Reader, base: Path) -> LocalConfig:
+    r.unknown({"state_dir", "cache_dir", "rabbitmq_port", "kafka_port", "kafka_controller_port"})
+    cache = os.environ.get("STACKTIDE_CACHE") or r.get("cache_dir", str, "~/.cache/stacktide")
+    return LocalConfig(
+        state_dir=(base / os.path.expanduser(r.get("state_dir", str, "../.stacktide"))).resolve(),
+        cache_dir=(base / os.path.expanduser(cache)).resolve(),
+        rabbitmq_port=r.positive("rabbitmq_port", int, 5672),
+        kafka_port=r.positive("kafka_port", int, 9092),
+        kafka_controller_port=r.positive("kafka_controller_port", int, 9093),
+    )
+
+
+def _iceberg(r: _Reader, local: LocalConfig) -> IcebergConfig:
+    """Without uri/warehouse, the embedded default: SQLite catalog and warehouse in the state dir."""
+    r.unknown({"catalog_name", "uri", "warehouse", "namespace"})
+    home = local.state_dir / "iceberg"
+    uri = r.get("uri", str, f"jdbc:sqlite:{home / 'catalog.db'}")
+    if not uri.startswith("jdbc:"):
+        raise r.fail("uri", "a JDBC URI such as jdbc:sqlite:/path/catalog.db", uri)
+    return IcebergConfig(
+        catalog_name=r.get("catalog_name", str, "stacktide"),
+        uri=uri,
+        warehouse=r.get("warehouse", str, (home / "warehouse").as_uri()),
+        namespace=r.get("namespace", str, "stacktide"),
+    )
+
+
+S = TypeVar("S")
+
+
+def _section(r: _Reader, cls: Callable[..., S]) -> S:
+    """A flat section whose keys are the dataclass fields, each typed by its default."""
+    defaults = cls()
+    fields = {f: getattr(defaults, f) for f in defaults.__slots__}  # type: ignore[attr-defined]
+    r.unknown(set(fields))
+    return cls(**{
+        k: r.positive(k, type(v), v, zero_ok=True) if isinstance(v, (int, float)) else r.get(k, type(v), v)
+        for k, v in fields.items()
+    })
