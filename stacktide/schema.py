@@ -149,3 +149,38 @@ NOTIFICATIONS = TableDef(
 )
 
 TABLES: dict[str, TableDef] = {t.name: t for t in (NOTIFICATIONS,)}
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedMessage:
+    """One AMQP message as it was on the wire: a line of a ``.jsonl`` capture (CONTRACT.md §2).
+
+    ``body`` is the AMQP body decoded as UTF-8 (with surrogate escapes, so that a
+    body that is not UTF-8 survives a capture and replays byte for byte).
+    """
+
+    cell: str
+    exchange: str
+    routing_key: str
+    body: str
+    properties: dict[str, Any]
+
+    @classmethod
+    def from_wire(
+        cls, cell: str, exchange: str, routing_key: str, body: bytes,
+        properties: dict[str, Any] | None = None,
+    ) -> CapturedMessage:
+        props = properties if properties is not None else {"content_type": "application/json"}
+        return cls(cell, exchange, routing_key, body.decode("utf-8", "surrogateescape"), props)
+
+    def body_bytes(self) -> bytes:
+        return self.body.encode("utf-8", "surrogateescape")
+
+    def to_line(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=True)
+
+    @classmethod
+    def from_line(cls, line: str) -> CapturedMessage:
+        obj = json.loads(line)
+        return cls(obj["cell"], obj["exchange"], obj["routing_key"], obj["body"],
+                   obj.get("properties") or {})
