@@ -107,6 +107,13 @@ class Config:
 
 T = TypeVar("T")
 
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list",
+               bool: "true or false", dict: "a mapping"}
+
+
+def _kind(kind: type) -> str:
+    return _KIND_NAMES.get(kind, f"a {kind.__name__}")
+
 
 class _Reader:
     """Typed access to one YAML mapping, with errors that name file and key."""
@@ -123,20 +130,20 @@ class _Reader:
     def get(self, name: str, kind: type[T], default: T | None = None) -> T:
         if name not in self.data or self.data[name] is None:
             if default is None:
-                raise self.fail(name, f"a {kind.__name__} (the key is required)")
+                raise self.fail(name, f"{_kind(kind)} (the key is required)")
             return default
         value = self.data[name]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(name, f"a {kind.__name__}", value)
+            raise self.fail(name, _kind(kind), value)
         return value
 
     def positive(self, name: str, kind: type[T], default: T, zero_ok: bool = False) -> T:
         value = self.get(name, kind, default)
         if value < 0 or (value == 0 and not zero_ok):  # type: ignore[operator]
             word = "non-negative" if zero_ok else "positive"
-            raise self.fail(name, f"a {word} {kind.__name__}", value)
+            raise self.fail(name, f"a {word} {_kind(kind).split()[-1]}", value)
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:

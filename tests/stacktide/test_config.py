@@ -1,0 +1,73 @@
+"""Configuration: a wrong line names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stacktide.config import DEFAULT_CONFIG, PRIORITIES, load_config
+from stacktide.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "stacktide.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_loads() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    assert [c.name for c in config.cells] == ["cell1"]
+    assert config.cells[0].priorities == PRIORITIES
+    assert config.kafka.topic("notifications") == "stacktide.notifications"
+    assert config.iceberg.uri.startswith("jdbc:sqlite:")
+    assert config.iceberg.uri.endswith("/.stacktide/iceberg/catalog.db")
+
+
+def test_relative_state_dir_resolves_against_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "local: {state_dir: st}\n"))
+    assert config.local.state_dir == tmp_path / "st"
+    assert config.iceberg.warehouse == (tmp_path / "st" / "iceberg" / "warehouse").as_uri()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("kafka: {partitions: 0}", "kafka.partitions", "a positive integer"),
+        ("kafka: {partitions: many}", "kafka.partitions", "an integer"),
+        ("kafka: {bootstrap: x}", "kafka.bootstrap", "one of the known keys"),
+        ("usage: {period: week}", "usage.period", "one of hour, day"),
+        ("cells: [{name: c1}]", "cells[0].transport_url", "a string (the key is required)"),
+        ("cells: [{name: c1, transport_url: 'http://x'}]", "cells[0].transport_url", "rabbit://"),
+        ("cells: [{name: c1, transport_url: 'rabbit://h', priorities: [loud]}]",
+         "cells[0].priorities", "names among"),
+        ("cells: [{name: a, transport_url: 'rabbit://h'}, {name: a, transport_url: 'rabbit://g'}]",
+         "cells", "unique cell names"),
+        ("iceberg: {uri: 'sqlite:///x.db'}", "iceberg.uri", "a JDBC URI"),
+        ("jobs: {parallelism: -1}", "jobs.parallelism", "non-negative"),
+        ("kafka: [1, 2]", "kafka", "a mapping"),
+        ("kafka: {partitions: 1\n", "line 2", "valid YAML"),
+    ],
+)
+def test_bad_line_names_file_key_and_expectation(tmp_path: Path, text: str, key: str,
+                                                 expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.file == str(path)
+    assert info.value.key == key
+    assert expected in info.value.expected
+    assert str(path) in str(info.value)
+
+
+def test_password_of_a_bad_url_is_not_in_the_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "cells: [{name: c, transport_url: 'zmq://u:hunter2@h'}]")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "hunter2" not in str(info.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="a readable YAML file"):
+        load_config(tmp_path / "nope.yaml")
