@@ -30,14 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", default=None, help="publish to this cell (default: the first)")
     parser.add_argument("--envelope", choices=["1.0", "2.0", "mixed"], default="2.0",
                         help="oslo wire format for corpus samples")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="corpus ids and times; the same seed replays the same messages")
     parser.add_argument("--speed", type=float, default=0.0,
                         help="messages per second; 0 = as fast as confirms allow")
 
 
-def corpus_messages(cell: str, envelope: str = "2.0") -> Iterator[CapturedMessage]:
+def corpus_messages(cell: str, envelope: str = "2.0", seed: int = 0) -> Iterator[CapturedMessage]:
+    """The corpus as wire messages; another *seed* gives other ids, i.e. new traffic."""
     from stacktide.corpus import iter_samples
 
-    for s in iter_samples(envelope=envelope):
+    for s in iter_samples(envelope=envelope, seed=seed):
         yield CapturedMessage.from_wire(cell, s.exchange, s.routing_key, s.body)
 
 
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     cell = args.cell or config.cells[0].name
     total = 0
     if args.corpus:
-        total += publish(config, corpus_messages(cell, args.envelope), cell, args.speed)
+        total += publish(config, corpus_messages(cell, args.envelope, args.seed), cell, args.speed)
     for path in args.captures:
         total += publish(config, capture_messages(path), cell, args.speed)
     print(f"published={total}")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stacktide.catalog import flink_catalog_options
-from stacktide.config import Config
+from stacktide.config import REPO_ROOT, Config
 from jobs.sqlfile import Ident, Literal
 
 if TYPE_CHECKING:
@@ -40,7 +40,12 @@ def latest_checkpoint(directory: Path) -> Path | None:
 def create_table_env(
     config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None
 ) -> TableEnvironment:
+    log_dir = config.local.state_dir / "flink" / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
     os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(str(j) for j in jars.hadoop)
+    os.environ["FLINK_LOG_DIR"] = str(log_dir)
+    os.environ["LOG4J_PROPERTIES"] = str(REPO_ROOT / "conf" / "flink" / "log4j.properties")
+    log.info("flink logs in %s", log_dir)
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 

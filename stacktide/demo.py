@@ -35,7 +35,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     local.up(config)
     step("stack up", t)
     t = time.monotonic()
-    published = publish(config, corpus_messages(config.cells[0].name, args.envelope))
+    # A new seed per run: each demo is new traffic, not a redelivery of the last one.
+    seed = time.time_ns() % 2**31
+    published = publish(config, corpus_messages(config.cells[0].name, args.envelope, seed))
     step(f"published {published} sample notifications to RabbitMQ", t)
     t = time.monotonic()
     bridge = Bridge(config)
