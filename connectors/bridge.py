@@ -201,7 +201,7 @@ class CellBridge:
 
     def _produce(
         self, producer: Producer, topic: str, key: bytes | None, value: bytes, tag: int,
-        window: AckWindow, headers: list[tuple[str, str]] | None = None, dead: bool = False,
+        window: AckWindow, headers: list[tuple[str, str | bytes | None]] | None = None, dead: bool = False,
     ) -> None:
         callback = partial(self._delivered, window, tag, dead)
         while True:

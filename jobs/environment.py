@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.sqlfile import Ident, Literal
 from stacktide.catalog import flink_catalog_options
 from stacktide.config import REPO_ROOT, Config
-from jobs.sqlfile import Ident, Literal
 
 if TYPE_CHECKING:
     from pyflink.table import TableEnvironment

@@ -56,9 +56,11 @@ def print_landed(config: Config) -> None:
     from stacktide.catalog import load_catalog
 
     table = load_catalog(config.iceberg).load_table(f"{config.iceberg.namespace}.notifications")
-    rows = table.scan(selected_fields=("cell", "exchange", "priority", "format", "event_type")).to_arrow()
+    fields = ("cell", "exchange", "priority", "format", "event_type")
+    rows = table.scan(selected_fields=fields).to_arrow()
+    snapshot = table.current_snapshot()
     print(f"\nIceberg table {config.iceberg.catalog_name}.{config.iceberg.namespace}.notifications:"
-          f" {rows.num_rows} rows, snapshot {table.current_snapshot().snapshot_id if table.current_snapshot() else None}")
+          f" {rows.num_rows} rows, snapshot {snapshot.snapshot_id if snapshot else None}")
     for column in ("cell", "exchange", "priority", "format"):
         counts = Counter(rows.column(column).to_pylist())
         print(f"  by {column:9}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
