@@ -1,14 +1,18 @@
 """Shared fixtures: a test stack of real services, started once per session.
 
 The test stack has its own ports (RabbitMQ 5682, Kafka 9192/9193) and its own
-state dir, so it never meets a developer's default stack on 5672/9092. It shares
+state dir (fresh each session), so it never meets a developer's default stack on 5672/9092. It shares
 the normal jar cache, so the jars are fetched once per machine, not per run.
 No skips: when a service cannot start, the tests that need it fail.
 """
 
 from __future__ import annotations
 
+import fcntl
+import shutil
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +45,44 @@ def make_stack_config() -> Callable[..., Config]:
 
 @pytest.fixture(scope="session")
 def stack_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    """The test stack's config (services not necessarily running; use ``stack`` for that)."""
-    return make_config(tmp_path_factory.mktemp("stack"), **TEST_PORTS)
+    """The test stack's config (services not necessarily running; use ``stack`` for that).
+
+    The state dir sits beside pytest's numbered temp dirs rather than inside one, so
+    a stack left running by a crashed session is found (by its pid files) and stopped
+    by the next session instead of blocking its ports as a stranger.
+    """
+    root = tmp_path_factory.getbasetemp().parent / "stacktide-test-stack"
+    return make_config(root / "state", **TEST_PORTS)
+
+
+@contextmanager
+def _exclusive(lock: Path, timeout_s: float = 1200.0) -> Iterator[None]:
+    """One test session at a time owns the test stack's ports; others wait their turn."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another test session holds {lock}") from None
+                time.sleep(1.0)
+        yield
 
 
 @pytest.fixture(scope="session")
 def stack(stack_config: Config) -> Iterator[Config]:
-    """The test stack, up: RabbitMQ and Kafka answering, topics and jars in place."""
+    """The test stack, up and fresh: RabbitMQ and Kafka answering, topics and jars in place."""
     from stacktide.local import down, up
 
-    try:
-        up(stack_config)
-        yield stack_config
-    finally:
-        down(stack_config)
+    state = stack_config.local.state_dir
+    with _exclusive(state.parent / "session.lock"):
+        down(stack_config)  # whatever a crashed session left running
+        shutil.rmtree(state, ignore_errors=True)
+        try:
+            up(stack_config)
+            yield stack_config
+        finally:
+            down(stack_config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             print(f"{group:<13} {len(paths):>3} jars verified in {jars.jar_dir(config, group)}")
         return 0
     if args.update_checksums:
-        print("--update-checksums only applies to 'stacktide local jars'")
+        print("--update-checksums only applies to 'stacktide local jars'", file=sys.stderr)
         return 2
     if args.action == "up":
         result = up(config)

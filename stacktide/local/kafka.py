@@ -62,7 +62,8 @@ def bootstrap(config: Config) -> str:
 
 def running_pid(config: Config) -> int | None:
     """The pid of the broker *we* started for this state dir, if it is still running."""
-    return process.owned_pid(pidfile(config), str(home(config) / "server.properties"))
+    # The properties path is the broker's last argument: " <path> " in the joined cmdline.
+    return process.owned_pid(pidfile(config), f" {home(config) / 'server.properties'} ")
 
 
 def server_properties(config: Config) -> str:
@@ -195,6 +196,17 @@ def ensure_topics(config: Config, bootstrap_servers: str | None = None) -> list[
             if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise ServiceError(f"cannot create Kafka topic {name}: {error}") from exc
+
+    # The controller acknowledges a creation before the broker's metadata shows it;
+    # callers produce right away, so return only once the topics are visible.
+    def visible() -> bool:
+        topics = admin.list_topics(timeout=10).topics
+        return all(n in topics and topics[n].error is None and topics[n].partitions
+                   for n in names)
+
+    if not process.wait_for(visible, 30.0):
+        raise ServiceError(f"Kafka topics {', '.join(names)} were created but did not appear "
+                           f"in the metadata of {bootstrap_servers or config.kafka.bootstrap_servers}")
     return names
 
 

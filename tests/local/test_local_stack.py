@@ -8,6 +8,7 @@ the session stack's processes survive it.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
 import subprocess
 import time
@@ -114,23 +115,30 @@ def test_topics_created_and_record_round_trip(stack: Config) -> None:
     assert got == [(b"k", value)]
 
 
+@pytest.fixture
+def second_stack(
+    tmp_path_factory: pytest.TempPathFactory, make_stack_config: Callable[..., Config]
+) -> Iterator[Config]:
+    """A second stack's config, fresh; stable state dir, so a crashed run's leftovers are ours."""
+    config = make_stack_config(
+        tmp_path_factory.getbasetemp().parent / "stacktide-test-stack-2", **SECOND_STACK)
+    down(config)
+    shutil.rmtree(config.local.state_dir, ignore_errors=True)
+    yield config
+    down(config)
+
+
 @pytest.mark.stack
-def test_down_stops_only_what_up_started(
-    stack: Config, tmp_path: Path, make_stack_config: Callable[..., Config]
-) -> None:
+def test_down_stops_only_what_up_started(stack: Config, second_stack: Config) -> None:
     session_before = status(stack)
-    other = make_stack_config(tmp_path / "other", **SECOND_STACK)
-    try:
-        started = up(other)
-        assert started.running
-        assert started.rabbitmq.pid != session_before.rabbitmq.pid
-        stopped = down(other)
-        assert not stopped.rabbitmq.running and not stopped.kafka.running
-        assert not process.alive(started.rabbitmq.pid or -1)
-        assert not process.alive(started.kafka.pid or -1)
-        assert not process.port_open(5692) and not process.port_open(9292)
-    finally:
-        down(other)
+    started = up(second_stack)
+    assert started.running
+    assert started.rabbitmq.pid != session_before.rabbitmq.pid
+    stopped = down(second_stack)
+    assert not stopped.rabbitmq.running and not stopped.kafka.running
+    assert not process.alive(started.rabbitmq.pid or -1)
+    assert not process.alive(started.kafka.pid or -1)
+    assert not process.port_open(5692) and not process.port_open(9292)
     session_after = status(stack)
     assert session_after.running
     assert (session_after.rabbitmq.pid, session_after.kafka.pid) == (
