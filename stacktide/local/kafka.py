@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from stacktide.config import Config
 from stacktide.errors import ServiceError
 from stacktide.local import process
-from stacktide.local.jars import jar_dir
+from stacktide.local.jars import ensure_jars, jar_dir
 
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
@@ -129,6 +129,7 @@ def start(config: Config) -> int:
         return pid
     process.require_free({"broker port": config.local.kafka_port,
                           "controller port": config.local.kafka_controller_port}, "Kafka")
+    ensure_jars(config, groups=["kafka-broker"])
     props = _prepare(config)
     stdout = home(config) / "logs" / "stdout.log"
     # The shell starts java in the background, prints its pid and exits: java is
@@ -151,8 +152,9 @@ def _wait_ready(config: Config, pid: int) -> None:
 
     def answers() -> bool:
         if not process.alive(pid):
+            stdout = home(config) / "logs" / "stdout.log"
             raise ServiceError(f"Kafka pid {pid} exited during start-up; see {log_path(config)} "
-                               f"and its last lines:\n{process.tail(log_path(config))}")
+                               f"and {stdout}, which ends:\n{process.tail(stdout)}")
         if not process.port_open(config.local.kafka_port):
             return False
         try:
@@ -200,7 +202,10 @@ def ensure_topics(config: Config, bootstrap_servers: str | None = None) -> list[
     # The controller acknowledges a creation before the broker's metadata shows it;
     # callers produce right away, so return only once the topics are visible.
     def visible() -> bool:
-        topics = admin.list_topics(timeout=10).topics
+        try:
+            topics = admin.list_topics(timeout=10).topics
+        except KafkaException:
+            return False
         return all(n in topics and topics[n].error is None and topics[n].partitions
                    for n in names)
 
