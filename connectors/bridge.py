@@ -121,6 +121,19 @@ class CellBridge:
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
+    def declare(self) -> list[str]:
+        """Declare this cell's queues and bindings, then disconnect.
+
+        Queues must exist before traffic does: RabbitMQ routes a message only to
+        the queues bound at publish time. A bridge that runs continuously has them
+        already; replays and first deployments call this first.
+        """
+        connection = pika.BlockingConnection(connection_parameters(self.cell))
+        try:
+            return self._declare(connection)
+        finally:
+            connection.close()
+
     def _declare(self, connection: pika.BlockingConnection) -> list[str]:
         channel = connection.channel()
         queues = []
@@ -152,6 +165,7 @@ class CellBridge:
             on_message = partial(self._on_message, producer, window)
             tags = [channel.basic_consume(q, on_message_callback=on_message) for q in queues]
             self.stats.connected = True
+            self.stats.last_message_at = time.monotonic()  # idleness counts from here
             log.info("cell=%s consuming queues=%s from %s", self.cell.name, ",".join(queues),
                      self.cell.transport.redacted())
             while not self.stop.is_set():
@@ -230,6 +244,10 @@ class Bridge:
         self.config = config
         self.stop = threading.Event()
         self.cells = [CellBridge(cell, config, self.stop) for cell in config.cells]
+
+    def declare(self) -> None:
+        for cell in self.cells:
+            cell.declare()
 
     def run(self, idle_exit: float | None = None) -> None:
         threads = [threading.Thread(target=c.run, name=f"cell-{c.cell.name}", daemon=True)

@@ -21,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--idle-exit", type=float, default=None, metavar="SECONDS",
         help="stop once no message arrived for this long (replays, tests)",
     )
+    parser.add_argument(
+        "--declare-only", action="store_true",
+        help="declare the bridge's queues and bindings on every cell, then exit",
+    )
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -30,6 +34,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         log.error("no cells configured in %s", config.source)
         return 2
     bridge = Bridge(config)
+    if args.declare_only:
+        bridge.declare()
+        return 0
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal=%s: stopping", signal.Signals(signum).name)

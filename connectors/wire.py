@@ -400,12 +400,14 @@ def _scrub_list(items: list[Any]) -> list[Any]:
 
 
 def scrub_body(body: bytes) -> bytes:
-    """The body for the dead-letter topic: scrubbed JSON, or the raw bytes.
+    """The body for the dead-letter topic: the raw bytes, unless they hold a secret.
 
-    A body that parses as JSON comes back re-encoded without secret keys (for a 2.0
-    envelope, the inner message is scrubbed and re-encoded as the ``oslo.message``
-    string). A body that is not JSON comes back unchanged: it has no keys to remove,
-    and keeping the exact bytes is what makes a dead letter debuggable.
+    Dead letters keep the exact bytes that failed, which is what makes them
+    debuggable; the one exception is a body that parses as JSON and carries a
+    secret key (``_context_auth_token``, ``*password*`` …): it comes back
+    re-encoded without it (for a 2.0 envelope, the inner message is scrubbed and
+    re-encoded as the ``oslo.message`` string). A body that is not JSON has no
+    keys to find and is returned unchanged.
     """
     try:
         obj = json.loads(body)
@@ -419,7 +421,11 @@ def scrub_body(body: bytes) -> bytes:
             except ValueError:
                 inner = None
             if inner is not None:
-                cleaned["oslo.message"] = json.dumps(scrub(inner))
+                scrubbed_inner = scrub(inner)
+                if scrubbed_inner != inner:
+                    cleaned["oslo.message"] = json.dumps(scrubbed_inner)
+        if cleaned == obj:
+            return body
         return json.dumps(cleaned).encode()
     except RecursionError:
         return body

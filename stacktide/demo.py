@@ -35,12 +35,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     local.up(config)
     step("stack up", t)
     t = time.monotonic()
+    bridge = Bridge(config)
+    bridge.declare()  # the bridge's queues must be bound before the traffic is published
     # A new seed per run: each demo is new traffic, not a redelivery of the last one.
     seed = time.time_ns() % 2**31
     published = publish(config, corpus_messages(config.cells[0].name, args.envelope, seed))
     step(f"published {published} sample notifications to RabbitMQ", t)
     t = time.monotonic()
-    bridge = Bridge(config)
     bridge.run(idle_exit=3.0)
     forwarded = sum(c.stats.forwarded for c in bridge.cells)
     dead = sum(c.stats.dead_lettered for c in bridge.cells)

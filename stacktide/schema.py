@@ -104,13 +104,17 @@ class Envelope:
         return (self.instance_id or self.message_id).encode()
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+        # Not dataclasses.asdict: it deep-copies the payload, once per message.
+        obj = {name: getattr(self, name) for name in _ENVELOPE_FIELDS}
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Envelope:
         obj = json.loads(data)
         return cls(**{f.name: obj.get(f.name) for f in fields(cls)})
 
+
+_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope))
 
 _DOCS = {
     "message_id": "oslo message id (UUID); duplicates of a redelivery share it",
