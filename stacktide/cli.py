@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # Libraries that narrate every connection step at INFO: their warnings still show.
+    for noisy in ("pika", "apache_beam", "py4j"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         config = load_config(args.config)
         module = importlib.import_module(COMMANDS[args.command][0])

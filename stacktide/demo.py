@@ -46,14 +46,25 @@ def run(args: argparse.Namespace, config: Config) -> int:
     forwarded = sum(c.stats.forwarded for c in bridge.cells)
     dead = sum(c.stats.dead_lettered for c in bridge.cells)
     step(f"bridge forwarded {forwarded} to Kafka ({dead} dead-lettered)", t)
+    before = table_rows(config)
     t = time.monotonic()
     run_jobs(config, bounded=True)
     step("jobs ran (bounded)", t)
-    print_landed(config)
+    print_landed(config, before)
     return 0
 
 
-def print_landed(config: Config) -> None:
+def table_rows(config: Config) -> int:
+    from stacktide.catalog import load_catalog
+
+    catalog = load_catalog(config.iceberg)
+    ident = f"{config.iceberg.namespace}.notifications"
+    if not catalog.table_exists(ident):
+        return 0
+    return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
+
+
+def print_landed(config: Config, before: int) -> None:
     from stacktide.catalog import load_catalog
 
     table = load_catalog(config.iceberg).load_table(f"{config.iceberg.namespace}.notifications")
@@ -61,7 +72,8 @@ def print_landed(config: Config) -> None:
     rows = table.scan(selected_fields=fields).to_arrow()
     snapshot = table.current_snapshot()
     print(f"\nIceberg table {config.iceberg.catalog_name}.{config.iceberg.namespace}.notifications:"
-          f" {rows.num_rows} rows, snapshot {snapshot.snapshot_id if snapshot else None}")
+          f" {rows.num_rows} rows ({rows.num_rows - before} from this run),"
+          f" snapshot {snapshot.snapshot_id if snapshot else None}")
     for column in ("cell", "exchange", "priority", "format"):
         counts = Counter(rows.column(column).to_pylist())
         print(f"  by {column:9}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
