@@ -1,72 +1,44 @@
 """The bridge: every notification of every cell, from RabbitMQ into Kafka, none lost.
 
 One thread per cell, each with its own AMQP connection and Kafka producer, so a
-broker that is down stalls only its own cell. The bridge consumes from queues of
-its own, bound to the services' exchanges, and never from the queues other
-consumers (Ceilometer, oslo's default ``notifications.*`` queues) read.
+broker that is down stalls only its own cell; a lost session is retried with
+bounded exponential backoff (:func:`backoff`). The bridge consumes from durable
+queues of its own (``<queue_prefix>.<cell>.<exchange>``, optionally quorum queues),
+bound to the services' exchanges, and never from the queues other consumers
+(Ceilometer, oslo's default ``notifications.*`` queues) read. Replicas on the same
+config share those queues: the broker hands each message to one of them.
 
 Ordering of acknowledgements: a RabbitMQ message is acked only after Kafka
 confirmed its write (normalized record or dead letter). Confirmations may come
 back out of order across partitions, so :class:`AckWindow` acks the longest
-confirmed prefix of delivery tags with one ``multiple=True`` ack.
+confirmed prefix of delivery tags with one ``multiple=True`` ack. On stop the
+consumers are cancelled first (undispatched deliveries go back to the queue),
+then Kafka is flushed and the written prefix acked: a clean stop repeats nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import ssl
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import pika
-from confluent_kafka import KafkaError, Producer
+import pika.exceptions
+from confluent_kafka import Producer
 from pika.adapters.blocking_connection import BlockingChannel
 
-from connectors.kafka_producer import producer_settings
-from connectors.wire import Rejected, parse, scrub_body
+from connectors.kafka_producer import AckWindow, CellStats, Forwarder, producer_settings
+from connectors.metrics import BridgeMetrics, CellMetrics, MetricsServer, health
 from stacktide.config import CellConfig, Config
+from stacktide.transport import TLSOptions, redact
 
 log = logging.getLogger(__name__)
 
-
-class AckWindow:
-    """Delivery tags in arrival order; tells which prefix Kafka has fully confirmed."""
-
-    def __init__(self) -> None:
-        self._pending: deque[int] = deque()
-        self._confirmed: set[int] = set()
-
-    def add(self, tag: int) -> None:
-        self._pending.append(tag)
-
-    def confirm(self, tag: int) -> None:
-        self._confirmed.add(tag)
-
-    def take_ackable(self) -> int | None:
-        """Pop the confirmed prefix and return its last tag (ack it with multiple=True)."""
-        last = None
-        while self._pending and self._pending[0] in self._confirmed:
-            last = self._pending.popleft()
-            self._confirmed.discard(last)
-        return last
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-
-@dataclass
-class CellStats:
-    received: int = 0
-    forwarded: int = 0
-    dead_lettered: int = 0
-    connected: bool = False
-    last_message_at: float = 0.0
-    errors: list[str] = field(default_factory=list)
+__all__ = ["AckWindow", "Bridge", "CellBridge", "CellStats", "backoff", "connection_parameters", "queue_name"]
 
 
 def queue_name(prefix: str, cell: str, exchange: str) -> str:
@@ -74,20 +46,24 @@ def queue_name(prefix: str, cell: str, exchange: str) -> str:
     return f"{prefix}.{cell}.{exchange}"
 
 
-def connection_parameters(cell: CellConfig) -> list[pika.ConnectionParameters]:
-    """One entry per cluster node; pika tries them in order."""
+def backoff(initial: float, cap: float) -> Iterator[float]:
+    """Reconnect delays: initial, doubling, never above *cap* (a dead broker costs little)."""
+    delay = initial
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
+def connection_parameters(cell: CellConfig, heartbeat: int = 30) -> list[pika.ConnectionParameters]:
+    """One entry per cluster node; pika tries them in order. TLS files are read here, once."""
     t = cell.transport
-    ssl_options = pika.SSLOptions(ssl.create_default_context()) if t.tls else None
+    context = (t.tls_options or TLSOptions()).context() if t.tls else None
     return [
         pika.ConnectionParameters(
-            host=h.host,
-            port=h.port,
-            virtual_host=t.virtual_host,
+            host=h.host, port=h.port, virtual_host=t.virtual_host,
             credentials=pika.PlainCredentials(h.username or "guest", h.password.value or "guest"),
-            ssl_options=ssl_options,
-            heartbeat=30,
-            connection_attempts=1,
-            blocked_connection_timeout=60,
+            ssl_options=pika.SSLOptions(context, server_hostname=h.host) if context else None,
+            heartbeat=heartbeat, connection_attempts=1, blocked_connection_timeout=60,
         )
         for h in t.hosts
     ]
@@ -97,29 +73,65 @@ class DeliveryFailed(Exception):
     """Kafka refused a write; the unacked window is redelivered after a reconnect."""
 
 
+class ConsumerCancelled(Exception):
+    """The broker cancelled a consumer (its queue was deleted): reconnect and redeclare."""
+
+
 class CellBridge:
     """Consumes one cell and forwards to Kafka until ``stop`` is set."""
 
-    def __init__(self, cell: CellConfig, config: Config, stop: threading.Event) -> None:
-        self.cell, self.config, self.stop = cell, config, stop
+    def __init__(self, cell: CellConfig, config: Config, stop: threading.Event,
+                 metrics: CellMetrics) -> None:
+        self.cell, self.config, self.stop, self.metrics = cell, config, stop, metrics
+        self.name = cell.name
         self.stats = CellStats()
-        self._topic = config.kafka.topic("notifications")
-        self._dead_letters = config.kafka.topic("dead-letters")
-        self._failure: str | None = None
+        self.lag: dict[str, int] = {}
+        self._params = connection_parameters(cell, config.bridge.heartbeat_s)
+        self._window = AckWindow()
+        self._connects = 0
+        self._cancelled = False
+
+    @property
+    def connected(self) -> bool:
+        return self.stats.connected
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._window)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.stats.last_error
 
     def run(self) -> None:
-        backoff = 1.0
-        while not self.stop.is_set():
-            try:
-                self._session()
-                backoff = 1.0
-            except (pika.exceptions.AMQPError, DeliveryFailed, OSError) as exc:
-                self.stats.connected = False
-                self.stats.errors.append(type(exc).__name__)
-                log.warning("cell=%s disconnected error=%s retry_in=%.0fs",
-                            self.cell.name, type(exc).__name__, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+        b = self.config.bridge
+        producer = Producer(producer_settings(self.config.kafka, f"stacktide-bridge-{self.name}"))
+        forwarder = Forwarder(producer, self.config.kafka, self.name, self.metrics, self.stats)
+        delays = backoff(b.reconnect_initial_s, b.reconnect_max_s)
+        try:
+            while not self.stop.is_set():
+                connects = self._connects
+                try:
+                    self._session(forwarder)
+                except Exception as exc:
+                    if self._connects != connects:  # it was up: start the backoff over
+                        delays = backoff(b.reconnect_initial_s, b.reconnect_max_s)
+                    self._lost(exc, next(delays))
+        finally:
+            remaining = producer.flush(b.shutdown_timeout_s)
+            if remaining:
+                log.warning("event=unconfirmed_at_exit cell=%s messages=%d (unacked: they stay in "
+                            "RabbitMQ)", self.name, remaining)
+
+    def _lost(self, exc: Exception, delay: float) -> None:
+        expected = isinstance(exc, (pika.exceptions.AMQPError, DeliveryFailed, ConsumerCancelled, OSError))
+        error = redact(f"{type(exc).__name__}: {exc}")[:300]
+        self.stats.last_error = error
+        self.metrics.reconnects.inc()
+        log.log(logging.WARNING if expected else logging.ERROR,
+                "event=disconnected cell=%s error=%r retry_in_s=%.2f", self.name, error, delay,
+                exc_info=not expected)
+        self.stop.wait(delay)
 
     def declare(self) -> list[str]:
         """Declare this cell's queues and bindings, then disconnect.
@@ -128,7 +140,7 @@ class CellBridge:
         the queues bound at publish time. A bridge that runs continuously has them
         already; replays and first deployments call this first.
         """
-        connection = pika.BlockingConnection(connection_parameters(self.cell))
+        connection = pika.BlockingConnection(self._params)
         try:
             return self._declare(connection)
         finally:
@@ -136,6 +148,8 @@ class CellBridge:
 
     def _declare(self, connection: pika.BlockingConnection) -> list[str]:
         channel = connection.channel()
+        b = self.config.bridge
+        arguments = {"x-queue-type": "quorum"} if b.quorum_queues else None
         queues = []
         for exchange in self.cell.exchanges:
             try:
@@ -144,8 +158,8 @@ class CellBridge:
                 # Not there yet: create it as oslo.messaging does (topic, not durable).
                 channel = connection.channel()
                 channel.exchange_declare(exchange, exchange_type="topic", durable=False)
-            queue = queue_name(self.config.bridge.queue_prefix, self.cell.name, exchange)
-            channel.queue_declare(queue, durable=True)
+            queue = queue_name(b.queue_prefix, self.name, exchange)
+            channel.queue_declare(queue, durable=True, arguments=arguments)
             for topic in self.cell.topics:
                 for priority in self.cell.priorities:
                     channel.queue_bind(queue, exchange, routing_key=f"{topic}.{priority}")
@@ -153,88 +167,80 @@ class CellBridge:
         channel.close()
         return queues
 
-    def _session(self) -> None:
-        connection = pika.BlockingConnection(connection_parameters(self.cell))
-        producer = Producer(producer_settings(self.config.kafka, f"stacktide-bridge-{self.cell.name}"))
-        window = AckWindow()
-        self._failure = None
+    def _session(self, forwarder: Forwarder) -> None:
+        producer = forwarder.producer
+        connection = pika.BlockingConnection(self._params)
+        self._window = window = AckWindow()
+        self._cancelled = False
         try:
             queues = self._declare(connection)
             channel = connection.channel()
             channel.basic_qos(prefetch_count=self.config.bridge.prefetch)
-            on_message = partial(self._on_message, producer, window)
+            channel.add_on_cancel_callback(self._on_cancel)
+            on_message = partial(forwarder.on_message, window)
             tags = [channel.basic_consume(q, on_message_callback=on_message) for q in queues]
-            self.stats.connected = True
+            self._connects += 1
+            self.stats.connected, self.stats.last_error = True, None
             self.stats.last_message_at = time.monotonic()  # idleness counts from here
-            log.info("cell=%s consuming queues=%s from %s", self.cell.name, ",".join(queues),
-                     self.cell.transport.redacted())
-            while not self.stop.is_set():
-                connection.process_data_events(time_limit=0.05)
-                producer.poll(0)
-                self._ack(channel, window)
+            log.info("event=consuming cell=%s broker=%s queues=%s", self.name,
+                     self.cell.transport.redacted(), ",".join(queues))
+            self._consume(connection, channel, producer, window, queues)
             for tag in tags:
                 channel.basic_cancel(tag)
-            remaining = producer.flush(30)
+            remaining = producer.flush(self.config.bridge.shutdown_timeout_s)
             self._ack(channel, window)
-            log.info("cell=%s stopped unconfirmed=%d", self.cell.name, remaining)
+            log.info("event=stopped cell=%s received=%d unconfirmed=%d", self.name,
+                     self.stats.received, remaining)
         finally:
             self.stats.connected = False
-            if connection.is_open:
-                connection.close()
+            self.lag = {}
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                if connection.is_open:
+                    connection.close()
+
+    def _consume(self, connection: pika.BlockingConnection, channel: BlockingChannel,
+                 producer: Producer, window: AckWindow, queues: list[str]) -> None:
+        b = self.config.bridge
+        lag_channel: BlockingChannel | None = None
+        next_probe = last_pump = 0.0
+        pump_every = b.heartbeat_s / 4 if b.heartbeat_s else 5.0
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if len(window) < b.max_in_flight or now - last_pump >= pump_every:
+                connection.process_data_events(time_limit=0.05)
+                last_pump = now
+            else:  # Kafka is behind: let confirmations catch up before reading more
+                producer.poll(0.05)
+            producer.poll(0)
+            self._ack(channel, window)
+            if self._cancelled:
+                raise ConsumerCancelled("the broker cancelled a consumer of this cell")
+            if now >= next_probe:
+                lag_channel = self._probe_lag(connection, lag_channel, queues)
+                next_probe = now + b.lag_interval_s
+
+    def _probe_lag(self, connection: pika.BlockingConnection, channel: BlockingChannel | None,
+                   queues: list[str]) -> BlockingChannel | None:
+        """Ready messages per queue, by passive declare on a channel of its own (a failure closes
+        only that channel; a deleted queue also cancels its consumer, which ends the session)."""
+        try:
+            if channel is None or not channel.is_open:
+                channel = connection.channel()
+            self.lag = {q: channel.queue_declare(q, passive=True).method.message_count for q in queues}
+        except pika.exceptions.ChannelClosedByBroker:
+            self.lag = {}
+            return None
+        return channel
+
+    def _on_cancel(self, _frame: Any) -> None:
+        self._cancelled = True
 
     def _ack(self, channel: BlockingChannel, window: AckWindow) -> None:
-        if self._failure is not None:
-            raise DeliveryFailed(self._failure)
+        if window.failure is not None:
+            raise DeliveryFailed(window.failure)
         last = window.take_ackable()
         if last is not None:
             channel.basic_ack(delivery_tag=last, multiple=True)
-
-    def _on_message(
-        self, producer: Producer, window: AckWindow, channel: BlockingChannel,
-        method: Any, properties: pika.BasicProperties, body: bytes,
-    ) -> None:
-        now = datetime.now(UTC)
-        self.stats.received += 1
-        self.stats.last_message_at = time.monotonic()
-        tag = method.delivery_tag
-        window.add(tag)
-        result = parse(body, cell=self.cell.name, exchange=method.exchange,
-                       routing_key=method.routing_key, received=now)
-        if isinstance(result, Rejected):
-            headers = {
-                "stacktide.reason": result.reason,
-                "stacktide.cell": self.cell.name,
-                "stacktide.exchange": method.exchange,
-                "stacktide.routing-key": method.routing_key,
-                "stacktide.received-at": now.isoformat(),
-            }
-            self._produce(producer, self._dead_letters, None, scrub_body(body), tag, window,
-                          headers=list(headers.items()), dead=True)
-        else:
-            self._produce(producer, self._topic, result.kafka_key(), result.to_json(), tag, window)
-
-    def _produce(
-        self, producer: Producer, topic: str, key: bytes | None, value: bytes, tag: int,
-        window: AckWindow, headers: list[tuple[str, str | bytes | None]] | None = None, dead: bool = False,
-    ) -> None:
-        callback = partial(self._delivered, window, tag, dead)
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=callback)
-                return
-            except BufferError:
-                producer.poll(0.1)  # local queue full: let deliveries drain
-
-    def _delivered(self, window: AckWindow, tag: int, dead: bool, err: KafkaError | None,
-                   _msg: Any) -> None:
-        if err is not None:
-            self._failure = str(err)
-            return
-        window.confirm(tag)
-        if dead:
-            self.stats.dead_lettered += 1
-        else:
-            self.stats.forwarded += 1
 
 
 class Bridge:
@@ -243,14 +249,30 @@ class Bridge:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.stop = threading.Event()
-        self.cells = [CellBridge(cell, config, self.stop) for cell in config.cells]
+        self.metrics = BridgeMetrics()
+        self.cells = [CellBridge(cell, config, self.stop, self.metrics.cell(cell.name, cell.exchanges))
+                      for cell in config.cells]
+        self.metrics.watch(self.cells)
+        self.server: MetricsServer | None = None
 
     def declare(self) -> None:
         for cell in self.cells:
             cell.declare()
 
+    def serve(self, port: int | None = None, host: str | None = None) -> MetricsServer:
+        """Start ``/metrics`` and ``/healthz``; port 0 binds an ephemeral port (see ``.port``)."""
+        b = self.config.bridge
+        self.server = MetricsServer(self.metrics, lambda: self.cells, host or b.metrics_host,
+                                    b.metrics_port if port is None else port).start()
+        return self.server
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        return health(self.cells)
+
     def run(self, idle_exit: float | None = None) -> None:
-        threads = [threading.Thread(target=c.run, name=f"cell-{c.cell.name}", daemon=True)
+        if self.server is None and self.config.bridge.metrics_port:
+            self.serve()
+        threads = [threading.Thread(target=c.run, name=f"cell-{c.name}", daemon=True)
                    for c in self.cells]
         started = time.monotonic()
         for t in threads:
@@ -258,12 +280,15 @@ class Bridge:
         try:
             while not self.stop.wait(0.2):
                 if idle_exit is not None and self._idle_for(started) >= idle_exit:
-                    log.info("idle for %.1fs: stopping", idle_exit)
+                    log.info("event=idle_exit idle_s=%.1f", idle_exit)
                     self.stop.set()
         finally:
             self.stop.set()
             for t in threads:
-                t.join(timeout=60)
+                t.join(timeout=self.config.bridge.shutdown_timeout_s + 30)
+            if self.server is not None:
+                self.server.close()
+                self.server = None
 
     def _idle_for(self, started: float) -> float:
         if not all(c.stats.connected for c in self.cells):

@@ -1,7 +1,10 @@
 """``stacktide bridge``: run the bridge for every configured cell until SIGTERM.
 
 On SIGTERM or SIGINT the bridge stops consuming, waits for Kafka to confirm what
-it sent, acks that, and closes: nothing is lost and, normally, nothing repeats.
+it sent (``bridge.shutdown_timeout_s`` at most), acks that, and closes: nothing is
+lost and, normally, nothing repeats. What was not confirmed stays unacked in
+RabbitMQ and is delivered again to the next bridge. With ``bridge.metrics_port``
+set, ``/metrics`` and ``/healthz`` are served for as long as the bridge runs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import signal
 from types import FrameType
 
 from stacktide.config import Config
+from stacktide.transport import TransportURLError
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +37,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if not config.cells:
         log.error("no cells configured in %s", config.source)
         return 2
-    bridge = Bridge(config)
+    try:
+        bridge = Bridge(config)  # reads the cells' TLS files: a bad one stops start-up here
+    except TransportURLError as exc:
+        log.error("event=bad_transport config=%s error=%s", config.source, exc)
+        return 2
     if args.declare_only:
         bridge.declare()
         return 0
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal=%s: stopping", signal.Signals(signum).name)
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
         bridge.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -61,13 +61,27 @@ class IcebergConfig:
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
-    """How the bridge consumes: its own queues, never the services' shared ones."""
+    """How the bridge consumes: its own queues, never the services' shared ones.
+
+    ``prefetch`` bounds the unacked messages per queue; ``max_in_flight`` is the
+    cell's window of messages sent to Kafka and not yet confirmed, beyond which
+    the bridge stops reading RabbitMQ until Kafka catches up. ``metrics_port`` 0
+    turns the ``/metrics`` and ``/healthz`` endpoint off; ``metrics_host`` is
+    loopback unless the operator opens it (``0.0.0.0``) for a remote Prometheus.
+    """
 
     queue_prefix: str = "stacktide"
+    quorum_queues: bool = False
     prefetch: int = 1000
     max_in_flight: int = 5000
     ack_interval_ms: int = 200
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
+    lag_interval_s: float = 5.0
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    heartbeat_s: int = 30
+    shutdown_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +216,7 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
         cells=_cells(top),
         kafka=_kafka(top.section("kafka")),
         iceberg=_iceberg(top.section("iceberg"), local),
-        bridge=_section(top.section("bridge"), BridgeConfig),
+        bridge=_bridge(top.section("bridge")),
         jobs=_section(top.section("jobs"), JobsConfig),
         local=local,
         usage=UsageConfig(period=top.section("usage").choice("period", ("hour", "day"), "hour")),
@@ -245,6 +259,31 @@ def _kafka(r: _Reader) -> KafkaConfig:
         topic_prefix=r.get("topic_prefix", str, "stacktide"),
         partitions=r.positive("partitions", int, 4),
     )
+
+
+def _bridge(r: _Reader) -> BridgeConfig:
+    d = BridgeConfig()
+    r.unknown(set(d.__slots__))
+    config = BridgeConfig(
+        queue_prefix=r.get("queue_prefix", str, d.queue_prefix),
+        quorum_queues=r.get("quorum_queues", bool, d.quorum_queues),
+        prefetch=r.positive("prefetch", int, d.prefetch),
+        max_in_flight=r.positive("max_in_flight", int, d.max_in_flight),
+        ack_interval_ms=r.positive("ack_interval_ms", int, d.ack_interval_ms, zero_ok=True),
+        metrics_host=r.get("metrics_host", str, d.metrics_host),
+        metrics_port=r.positive("metrics_port", int, d.metrics_port, zero_ok=True),
+        lag_interval_s=r.positive("lag_interval_s", float, d.lag_interval_s),
+        reconnect_initial_s=r.positive("reconnect_initial_s", float, d.reconnect_initial_s),
+        reconnect_max_s=r.positive("reconnect_max_s", float, d.reconnect_max_s),
+        heartbeat_s=r.positive("heartbeat_s", int, d.heartbeat_s, zero_ok=True),
+        shutdown_timeout_s=r.positive("shutdown_timeout_s", float, d.shutdown_timeout_s),
+    )
+    if config.metrics_port > 65535:
+        raise r.fail("metrics_port", "a TCP port (0 turns the endpoint off)", config.metrics_port)
+    if config.reconnect_max_s < config.reconnect_initial_s:
+        raise r.fail("reconnect_max_s", f"at least reconnect_initial_s ({config.reconnect_initial_s})",
+                     config.reconnect_max_s)
+    return config
 
 
 def _local(r: _Reader, base: Path) -> LocalConfig:

@@ -26,6 +26,14 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 90.0
 TOPICS = ("notifications", "samples", "dead-letters")
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Per-topic configs at creation. The bridge's producer sends up to 16 MiB: an 8 MB
+# notification (the parser's limit) or a dead letter of a body that large must fit,
+# or Kafka would refuse it and the message would be redelivered forever.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    "notifications": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+    "dead-letters": {"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+}
 
 LOG4J2 = """\
 status = warn
@@ -187,8 +195,9 @@ def ensure_topics(config: Config, bootstrap_servers: str | None = None) -> list[
 
     admin = _admin(bootstrap_servers or config.kafka.bootstrap_servers)
     names = [config.kafka.topic(t) for t in TOPICS]
-    wanted = [NewTopic(n, num_partitions=config.kafka.partitions, replication_factor=1)
-              for n in names]
+    wanted = [NewTopic(config.kafka.topic(t), num_partitions=config.kafka.partitions,
+                       replication_factor=1, config=TOPIC_CONFIGS.get(t, {}))
+              for t in TOPICS]
     for name, future in admin.create_topics(wanted, request_timeout=30).items():
         try:
             future.result(timeout=60)
@@ -223,3 +232,9 @@ def stop(config: Config) -> bool:
     process.stop(pid, "Kafka")
     pidfile(config).unlink(missing_ok=True)
     return True
+
+
+def restart(config: Config) -> int:
+    """Stop the broker (SIGTERM, clean) and start it again on the same data; returns the new pid."""
+    stop(config)
+    return start(config)

@@ -163,3 +163,48 @@ def uninstalled_hint() -> str | None:
         return None
     return f"{SERVER} missing ('stacktide local up' installs it)" if shutil.which("apt-get") else (
         f"{SERVER} missing and no apt-get: install rabbitmq-server by hand")
+
+
+CTL = SERVER.parent / "rabbitmqctl"
+
+
+def ctl(config: Config, *args: str, timeout_s: float = 60.0) -> str:
+    """Run ``rabbitmqctl`` against our node: same node name, and HOME for its Erlang cookie."""
+    port = config.local.rabbitmq_port
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home(config)),
+        "RABBITMQ_NODENAME": f"stacktide-{port}@localhost",
+        "RABBITMQ_DIST_PORT": str(dist_port(config)),
+    }
+    command = [str(CTL), "--node", env["RABBITMQ_NODENAME"], *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s,
+                          check=False)
+    if done.returncode != 0:
+        raise ServiceError(f"rabbitmqctl {args[0]} failed (exit {done.returncode}): "
+                           f"{(done.stdout + done.stderr).strip()[-300:]}")
+    return done.stdout
+
+
+def add_vhost(config: Config, name: str, user: str = "guest") -> None:
+    """Create virtual host *name* (a cell, in tests) and give *user* every permission on it."""
+    ctl(config, "add_vhost", name)
+    ctl(config, "set_permissions", "-p", name, user, ".*", ".*", ".*")
+
+
+def delete_vhost(config: Config, name: str) -> None:
+    """Delete *name* with its queues; the broker closes every connection to it."""
+    ctl(config, "delete_vhost", name)
+
+
+def add_user(config: Config, name: str, password: str, vhosts: tuple[str, ...] = ("/",)) -> None:
+    """Create a user with full permissions on *vhosts* (for tests of credentials in logs)."""
+    ctl(config, "add_user", name, password)
+    for vhost in vhosts:
+        ctl(config, "set_permissions", "-p", vhost, name, ".*", ".*", ".*")
+
+
+def restart(config: Config) -> int:
+    """Stop the node (SIGTERM, clean) and start it again on the same data; returns the new pid."""
+    stop(config)
+    return start(config)
