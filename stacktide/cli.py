@@ -23,6 +23,7 @@ from stacktide.transport import redact
 COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("stacktide.local.command", "the embedded default stack: up, down, status, jars"),
     "bridge": ("connectors.bridge_command", "forward RabbitMQ notifications of every cell to Kafka"),
+    "capture": ("connectors.capture", "record live notification traffic of cells to a .jsonl file"),
     "replay": ("connectors.replay", "publish a capture or the sample corpus onto RabbitMQ"),
     "jobs": ("jobs.command", "run the PyFlink jobs"),
     "demo": ("stacktide.demo", "stack up, sample traffic, jobs, and what landed in Iceberg"),

@@ -9,17 +9,13 @@ broken one in the dead-letter topic with its raw bytes and reason.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-import pika
 import pytest
-from confluent_kafka import Consumer
 
-from connectors.bridge import Bridge, connection_parameters
+from connectors.bridge import Bridge
 from connectors.replay import publish
 from jobs.command import run_jobs
 from stacktide.catalog import load_catalog
@@ -27,6 +23,7 @@ from stacktide.config import Config
 from stacktide.corpus import iter_samples
 from stacktide.local.kafka import ensure_topics
 from stacktide.schema import CapturedMessage
+from tests.helpers import isolated, queue_depth, queue_exists, read_topic
 
 pytestmark = pytest.mark.stack
 
@@ -36,46 +33,6 @@ BROKEN = [
     (json.dumps({"priority": "INFO", "payload": {}, "message_id": "x",
                  "_context_auth_token": "s3cr3t-token"}).encode(), "missing-event-type"),
 ]
-
-
-def isolated(config: Config, name: str, exchanges: set[str]) -> Config:
-    """A config whose topics, queues and Iceberg namespace belong to this test alone."""
-    tag = f"{name}{uuid.uuid4().hex[:6]}"
-    cells = tuple(dataclasses.replace(c, exchanges=tuple(sorted({*c.exchanges, *exchanges})))
-                  for c in config.cells)
-    return dataclasses.replace(
-        config,
-        cells=cells,
-        kafka=dataclasses.replace(config.kafka, topic_prefix=tag),
-        bridge=dataclasses.replace(config.bridge, queue_prefix=tag),
-        iceberg=dataclasses.replace(config.iceberg, namespace=tag),
-        jobs=dataclasses.replace(config.jobs, checkpoint_interval_s=1.0),
-    )
-
-
-def queue_depth(config: Config, queue: str) -> int:
-    conn = pika.BlockingConnection(connection_parameters(config.cells[0]))
-    try:
-        return conn.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        conn.close()
-
-
-def dead_letters(config: Config, expected: int) -> list[tuple[bytes, dict[str, bytes]]]:
-    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
-                         "group.id": f"dl-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
-    consumer.subscribe([config.kafka.topic("dead-letters")])
-    found: list[tuple[bytes, dict[str, bytes]]] = []
-    try:
-        for _ in range(60):
-            msg = consumer.poll(1.0)
-            if msg is not None and msg.error() is None:
-                found.append((msg.value(), dict(msg.headers() or [])))
-            if len(found) >= expected and msg is None:
-                break
-    finally:
-        consumer.close()
-    return found
 
 
 def test_every_notification_lands_once(stack: Config) -> None:
@@ -88,7 +45,8 @@ def test_every_notification_lands_once(stack: Config) -> None:
     messages.append(messages[0])  # a redelivery: same message, same message_id
     messages += [CapturedMessage.from_wire(cell, "nova", "notifications.error", body)
                  for body, _ in BROKEN]
-    before = queue_depth(config, "notifications.info") if _queue_exists(config) else 0
+    before = queue_depth(config, "notifications.info") if queue_exists(
+        config, "notifications.info") else 0
 
     bridge = Bridge(config)
     bridge.declare()
@@ -121,13 +79,13 @@ def test_every_notification_lands_once(stack: Config) -> None:
             assert row["generated"] == sent_at, s.source
         assert "auth_token" not in row["payload"]
 
-    letters = dead_letters(config, len(BROKEN))
-    assert sorted(h["stacktide.reason"].decode().split(":")[0] for _, h in letters) == sorted(
+    letters = read_topic(config, "dead-letters")
+    assert sorted(r.headers["stacktide.reason"].decode().split(":")[0] for r in letters) == sorted(
         r for _, r in BROKEN)
-    for value, headers in letters:
-        assert headers["stacktide.cell"] == cell.encode()
-        assert b"s3cr3t-token" not in value
-    assert b"{not json" in [v for v, _ in letters]
+    for letter in letters:
+        assert letter.headers["stacktide.cell"] == cell.encode()
+        assert b"s3cr3t-token" not in letter.value
+    assert b"{not json" in [r.value for r in letters]
 
 
 def _wire_timestamp(body: bytes) -> datetime | None:
@@ -140,10 +98,3 @@ def _wire_timestamp(body: bytes) -> datetime | None:
     t = datetime.fromisoformat(raw.replace(" ", "T"))
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
-
-def _queue_exists(config: Config) -> bool:
-    try:
-        queue_depth(config, "notifications.info")
-    except pika.exceptions.ChannelClosedByBroker:
-        return False
-    return True

@@ -1,0 +1,130 @@
+"""Helpers shared by the tests that run on the real stack.
+
+The session's stack is shared by every test, so each test works in a namespace of
+its own (:func:`isolated`: topics, queues, Iceberg namespace) and, when it needs a
+second cell, in a vhost of its own on the same broker (:func:`with_vhost_cell`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+
+import pika
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from connectors.bridge import connection_parameters
+from stacktide.config import CellConfig, Config
+from stacktide.local import rabbitmq
+
+
+def isolated(config: Config, name: str, exchanges: set[str] | frozenset[str] = frozenset()) -> Config:
+    """A config whose topics, queues and Iceberg namespace belong to this test alone.
+
+    *exchanges* are added to every cell's (the corpus uses ``swift`` besides the defaults).
+    """
+    tag = f"{name}{uuid.uuid4().hex[:6]}"
+    cells = tuple(dataclasses.replace(c, exchanges=tuple(sorted({*c.exchanges, *exchanges})))
+                  for c in config.cells)
+    return dataclasses.replace(
+        config,
+        cells=cells,
+        kafka=dataclasses.replace(config.kafka, topic_prefix=tag),
+        bridge=dataclasses.replace(config.bridge, queue_prefix=tag),
+        iceberg=dataclasses.replace(config.iceberg, namespace=tag),
+        jobs=dataclasses.replace(config.jobs, checkpoint_interval_s=1.0),
+    )
+
+
+def add_vhost(config: Config, vhost: str) -> None:
+    """Create *vhost* on the stack's RabbitMQ node (guest may use it), with rabbitmqctl."""
+    env = {**os.environ, "HOME": str(rabbitmq.home(config))}  # the node's Erlang cookie
+    node = f"stacktide-{config.local.rabbitmq_port}@localhost"
+    ctl = str(rabbitmq.SERVER.with_name("rabbitmqctl"))
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+        subprocess.run([ctl, "-n", node, *args], env=env, check=True, capture_output=True,
+                       timeout=120)
+
+
+def with_vhost_cell(config: Config, name: str, vhost: str | None = None) -> Config:
+    """*config* plus a cell *name* on a new vhost of the same broker (another "cell")."""
+    vhost = vhost or f"{name}-{uuid.uuid4().hex[:6]}"
+    add_vhost(config, vhost)
+    first = config.cells[0]
+    cell = dataclasses.replace(first, name=name,
+                               transport=dataclasses.replace(first.transport, virtual_host=vhost))
+    return dataclasses.replace(config, cells=(*config.cells, cell))
+
+
+def cell(config: Config, name: str) -> CellConfig:
+    return next(c for c in config.cells if c.name == name)
+
+
+def queue_depth(config: Config, queue: str, cell_name: str | None = None) -> int:
+    """Messages ready in *queue* (raises ChannelClosedByBroker when there is no such queue)."""
+    target = cell(config, cell_name) if cell_name else config.cells[0]
+    conn = pika.BlockingConnection(connection_parameters(target))
+    try:
+        return int(conn.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        conn.close()
+
+
+def queue_exists(config: Config, queue: str, cell_name: str | None = None) -> bool:
+    try:
+        queue_depth(config, queue, cell_name)
+    except pika.exceptions.ChannelClosedByBroker:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+def read_topic(config: Config, name: str, timeout: float = 60.0) -> list[Record]:
+    """Every record of topic ``<prefix>.<name>``, up to the end it has when called.
+
+    Reads each partition from its low to its high watermark, so the answer is the
+    whole topic (not "whatever arrived within a poll timeout").
+    """
+    topic = config.kafka.topic(name)
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                         "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+        partitions = sorted(metadata.topics[topic].partitions)
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        records: list[Record] = []
+        done = {p: False for p in ends}
+        deadline = time.monotonic() + timeout
+        while not all(done.values()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: read {len(records)} records, partitions "
+                                   f"{[p for p, d in done.items() if not d]} incomplete")
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            p = msg.partition()
+            records.append(Record(p, msg.offset(), msg.key(), msg.value(),
+                                  dict(msg.headers() or [])))
+            if msg.offset() + 1 >= ends[p]:
+                done[p] = True
+        return records
+    finally:
+        consumer.close()
