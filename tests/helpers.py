@@ -8,8 +8,6 @@ second cell, in a vhost of its own on the same broker (:func:`with_vhost_cell`).
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass
@@ -40,20 +38,10 @@ def isolated(config: Config, name: str, exchanges: set[str] | frozenset[str] = f
     )
 
 
-def add_vhost(config: Config, vhost: str) -> None:
-    """Create *vhost* on the stack's RabbitMQ node (guest may use it), with rabbitmqctl."""
-    env = {**os.environ, "HOME": str(rabbitmq.home(config))}  # the node's Erlang cookie
-    node = f"stacktide-{config.local.rabbitmq_port}@localhost"
-    ctl = str(rabbitmq.SERVER.with_name("rabbitmqctl"))
-    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
-        subprocess.run([ctl, "-n", node, *args], env=env, check=True, capture_output=True,
-                       timeout=120)
-
-
 def with_vhost_cell(config: Config, name: str, vhost: str | None = None) -> Config:
     """*config* plus a cell *name* on a new vhost of the same broker (another "cell")."""
     vhost = vhost or f"{name}-{uuid.uuid4().hex[:6]}"
-    add_vhost(config, vhost)
+    rabbitmq.add_vhost(config, vhost)
     first = config.cells[0]
     cell = dataclasses.replace(first, name=name,
                                transport=dataclasses.replace(first.transport, virtual_host=vhost))
