@@ -125,7 +125,9 @@ class CellBridge:
 
     def _lost(self, exc: Exception, delay: float) -> None:
         expected = isinstance(exc, (pika.exceptions.AMQPError, DeliveryFailed, ConsumerCancelled, OSError))
-        error = redact(f"{type(exc).__name__}: {exc}")[:300]
+        # pika's connection errors say what failed in their repr only (their str is empty).
+        text = repr(exc) if isinstance(exc, pika.exceptions.AMQPError) else f"{type(exc).__name__}: {exc}"
+        error = redact(text)[:300]
         self.stats.last_error = error
         self.metrics.reconnects.inc()
         log.log(logging.WARNING if expected else logging.ERROR,

@@ -46,6 +46,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
         bridge.declare()
         return 0
 
+    # pika logs each failed connection attempt with a traceback at ERROR; the bridge's own
+    # event=disconnected line already names the cell, the reason and the next retry.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("event=stopping signal=%s", signal.Signals(signum).name)
         bridge.stop.set()
