@@ -37,6 +37,8 @@ from stacktide.transport import redact
 log = logging.getLogger(__name__)
 
 OSLO_DEFAULTS = {"content_type": "application/json", "content_encoding": "utf-8"}
+# What oslo.messaging 18.3 (kombu 5.7) sets on a notification, as `stacktide capture` saw it.
+OSLO_PROPERTIES = {**OSLO_DEFAULTS, "headers": {}, "delivery_mode": 2, "priority": 0}
 WINDOW = 5000  # confirms outstanding; 1,000 gave ~17k msg/s, 5,000 ~19k, 20,000 no more
 
 
@@ -50,8 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cell", default=None, help="publish to this cell (default: the first)")
     parser.add_argument("--keep-cells", action="store_true",
                         help="publish each captured message to the cell it was captured from")
-    parser.add_argument("--envelope", choices=["1.0", "2.0", "mixed"], default="2.0",
-                        help="oslo wire format for corpus samples")
+    parser.add_argument("--envelope", choices=["1.0", "2.0", "mixed"], default="2.0", help="corpus format")
     parser.add_argument("--seed", type=int, default=0,
                         help="corpus ids and times; the same seed replays the same messages")
     parser.add_argument("--speed", type=float, default=0.0,
@@ -62,11 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def corpus_messages(cell: str, envelope: str = "2.0", seed: int = 0) -> Iterator[CapturedMessage]:
-    """The corpus as wire messages; another *seed* gives other ids, i.e. new traffic."""
+    """The corpus as oslo would send it; another *seed* gives other ids, i.e. new traffic."""
     from stacktide.corpus import iter_samples
 
     for s in iter_samples(envelope=envelope, seed=seed):
-        yield CapturedMessage.from_wire(cell, s.exchange, s.routing_key, s.body)
+        yield CapturedMessage.from_wire(cell, s.exchange, s.routing_key, s.body,
+                                        {**OSLO_PROPERTIES, "headers": {}})
 
 
 def capture_messages(path: Path) -> Iterator[CapturedMessage]:
@@ -272,8 +274,7 @@ def publish(config: Config, messages: Iterable[CapturedMessage], cell: str | Non
     *progress*: a progress line on stderr (default: when stderr is a terminal).
     """
     target = None if keep_cells and cell is None else (cell or config.cells[0].name)
-    if total is None and isinstance(messages, Sized):
-        total = len(messages)
+    total = len(messages) if total is None and isinstance(messages, Sized) else total
     replay = _Replay(config, messages, target, speed, max(1, window), declare,
                      Progress("replay", total, enabled=progress))
     count = replay.run()

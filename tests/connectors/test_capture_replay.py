@@ -26,9 +26,15 @@ import pytest
 
 from connectors.bridge import Bridge, connection_parameters
 from connectors.capture import Progress, Recorder, message_properties
-from connectors.replay import ReplayError, amqp_properties, capture_messages, publish
+from connectors.replay import (
+    OSLO_PROPERTIES,
+    ReplayError,
+    amqp_properties,
+    capture_messages,
+    corpus_messages,
+    publish,
+)
 from stacktide.config import REPO_ROOT, Config
-from stacktide.corpus import iter_samples
 from stacktide.local import rabbitmq
 from stacktide.schema import CapturedMessage
 from tests.helpers import isolated, queue_depth, with_vhost_cell
@@ -40,8 +46,7 @@ EXTRA_PROPS = {"content_type": "application/json", "content_encoding": "utf-8",
 
 
 def traffic(cell: str) -> list[CapturedMessage]:
-    messages = [CapturedMessage.from_wire(cell, s.exchange, s.routing_key, s.body)
-                for s in iter_samples(envelope="mixed")]
+    messages = list(corpus_messages(cell, envelope="mixed"))
     messages.append(CapturedMessage.from_wire(cell, "nova", "notifications.error", NOT_UTF8))
     messages.append(CapturedMessage.from_wire(cell, "glance", "notifications.info", b"{}",
                                               dict(EXTRA_PROPS)))
@@ -80,8 +85,9 @@ def test_capture_replay_round_trip_into_another_cell(stack: Config, tmp_path: Pa
     assert {m.cell for m in first} == {"cell1"}
     assert first[-2].body_bytes() == NOT_UTF8
     assert first[-1].properties == EXTRA_PROPS
-    assert first[0].properties == {"content_type": "application/json",
-                                   "content_encoding": "utf-8"}
+    assert first[0].properties == OSLO_PROPERTIES  # the corpus goes out as oslo sends it
+    assert first[-2].properties == {"content_type": "application/json",
+                                    "content_encoding": "utf-8"}  # oslo's type and encoding
 
     path = tmp_path / "cell1.jsonl"
     path.write_text("".join(m.to_line() + "\n" for m in first), encoding="utf-8")
