@@ -226,7 +226,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
     # The count goes to stderr, unless the capture itself scrolls by on that terminal.
     progress = Progress("capture", args.count or None,
                         enabled=False if to_stdout and sys.stdout.isatty() else None)
-    recorder = Recorder(config, out, args.cell, args.count, progress)
+    # From STACKTIDE_CELL the default is one string: "cell1" or "cell1,cell2".
+    cells = args.cell.split(",") if isinstance(args.cell, str) else args.cell
+    recorder = Recorder(config, out, cells, args.count, progress)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         recorder.stop()
