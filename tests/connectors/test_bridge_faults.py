@@ -226,7 +226,7 @@ def test_sigkill_mid_replay_then_restart_loses_nothing(fault_stack: Config, tmp_
         replay.join(timeout=180)
         assert not replay.is_alive()
         drained = ("stacktide_bridge_consumer_lag_messages", "stacktide_bridge_in_flight_messages")
-        assert wait_for(lambda: (m := scrape(port)) and not any(m.get(k, 1) for k in drained), 120)
+        assert wait_for(lambda: bool(m := scrape(port)) and not any(m.get(k, 1) for k in drained), 120)
         caught_up = time.monotonic() - killed
     finally:
         bridge.send_signal(signal.SIGTERM)
