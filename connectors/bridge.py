@@ -119,9 +119,11 @@ class CellBridge:
                     self._lost(exc, next(delays))
         finally:
             remaining = producer.flush(b.shutdown_timeout_s)
-            if remaining:
-                log.warning("event=unconfirmed_at_exit cell=%s messages=%d (unacked: they stay in "
-                            "RabbitMQ)", self.name, remaining)
+            if remaining:  # unacked, so still in RabbitMQ: drop them here, not wait for Kafka
+                log.warning("event=unconfirmed_at_exit cell=%s messages=%d", self.name, remaining)
+                producer.purge()
+                producer.flush(0)
+            producer.close()
 
     def _lost(self, exc: Exception, delay: float) -> None:
         expected = isinstance(exc, (pika.exceptions.AMQPError, DeliveryFailed, ConsumerCancelled, OSError))
@@ -138,9 +140,8 @@ class CellBridge:
     def declare(self) -> list[str]:
         """Declare this cell's queues and bindings, then disconnect.
 
-        Queues must exist before traffic does: RabbitMQ routes a message only to
-        the queues bound at publish time. A bridge that runs continuously has them
-        already; replays and first deployments call this first.
+        Queues must exist before traffic does: RabbitMQ routes a message only to the
+        queues bound at publish time. Replays and first deployments call this first.
         """
         connection = pika.BlockingConnection(self._params)
         try:
@@ -223,8 +224,7 @@ class CellBridge:
 
     def _probe_lag(self, connection: pika.BlockingConnection, channel: BlockingChannel | None,
                    queues: list[str]) -> BlockingChannel | None:
-        """Ready messages per queue, by passive declare on a channel of its own (a failure closes
-        only that channel; a deleted queue also cancels its consumer, which ends the session)."""
+        """Ready messages per queue, by passive declare on a channel of its own (a failure closes it)."""
         try:
             if channel is None or not channel.is_open:
                 channel = connection.channel()
