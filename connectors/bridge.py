@@ -131,10 +131,10 @@ class CellBridge:
         text = repr(exc) if isinstance(exc, pika.exceptions.AMQPError) else f"{type(exc).__name__}: {exc}"
         error = redact(text)[:300]
         self.stats.last_error = error
-        self.metrics.reconnects.inc()
         log.log(logging.WARNING if expected else logging.ERROR,
                 "event=disconnected cell=%s error=%r retry_in_s=%.2f", self.name, error, delay,
                 exc_info=not expected)
+        self.metrics.reconnects.inc()
         self.stop.wait(delay)
 
     def declare(self) -> list[str]:
