@@ -104,7 +104,18 @@ class LocalConfig:
 
 @dataclass(frozen=True, slots=True)
 class UsageConfig:
+    """Usage windows and nova's audit: the period rows are cut into (also nova's
+    ``instance_usage_audit_period``), how long an exists waits for late events before it
+    is verified (StackTach's settle time), and whether the deployment runs nova's audit
+    (``instance_usage_audit``; only then is an instance without an exists flagged)."""
+
     period: str = "hour"
+    settle_seconds: float = 300.0
+    audit_expected: bool = False
+
+    @property
+    def period_us(self) -> int:
+        return {"hour": 3_600_000_000, "day": 86_400_000_000}[self.period]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +230,16 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
         bridge=_bridge(top.section("bridge")),
         jobs=_section(top.section("jobs"), JobsConfig),
         local=local,
-        usage=UsageConfig(period=top.section("usage").choice("period", ("hour", "day"), "hour")),
+        usage=_usage(top.section("usage")),
+    )
+
+
+def _usage(r: _Reader) -> UsageConfig:
+    r.unknown({"period", "settle_seconds", "audit_expected"})
+    return UsageConfig(
+        period=r.choice("period", ("hour", "day"), "hour"),
+        settle_seconds=r.positive("settle_seconds", float, 300.0, zero_ok=True),
+        audit_expected=r.get("audit_expected", bool, False),
     )
 
 
