@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bridge": ("connectors.bridge_command", "forward RabbitMQ notifications of every cell to Kafka"),
     "capture": ("connectors.capture", "record live notification traffic of cells to a .jsonl file"),
     "replay": ("connectors.replay", "publish a capture or the sample corpus onto RabbitMQ"),
+    "simulate": ("stacktide.simulate.command", "seeded nova traffic of a cloud, with its ground truth"),
     "jobs": ("jobs.command", "run the PyFlink jobs"),
     "demo": ("stacktide.demo", "stack up, sample traffic, jobs, and what landed in Iceberg"),
 }
