@@ -7,6 +7,8 @@ its own retries (idempotence). Batching (``linger.ms``) is what makes that cheap
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,12 +23,19 @@ from connectors.metrics import CellMetrics
 from connectors.wire import Rejected, parse, scrub_body
 from stacktide.config import KafkaConfig
 
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, str | bytes | None]]
+
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """The producer's limit; ``stacktide local`` creates the topics with the same ``max.message.bytes``."""
 
 MAX_DEAD_LETTER_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
 """A dead letter's value is cut here (and says so in a header), leaving room for key and headers:
 a body Kafka cannot take must still be recorded and acked, or it would be redelivered forever."""
+
+REFUSED_BYTES = 512 * 1024
+"""A write the topic refuses as too large is dead-lettered cut to this size (see Forwarder._refused)."""
 
 
 def producer_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
@@ -47,7 +56,7 @@ def producer_settings(kafka: KafkaConfig, client_id: str) -> dict[str, Any]:
 
 def produce(producer: Producer, topic: str, key: bytes | None, value: bytes,
             on_delivery: Callable[..., None],
-            headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+            headers: Headers | None = None) -> None:
     """Queue one write; when librdkafka's local queue is full, serve deliveries until it is not."""
     while True:
         try:
@@ -125,12 +134,12 @@ class Forwarder:
             self._dead_letter(window, method, body, result, now)
         else:
             produce(self.producer, self._topic, result.kafka_key(), result.to_json(),
-                    partial(self._delivered, window, tag, forwarded, False))
+                    partial(self._delivered, window, tag, forwarded, None))
 
     def _dead_letter(self, window: AckWindow, method: Any, body: bytes, result: Rejected,
                      now: datetime) -> None:
         value = scrub_body(body)
-        headers: list[tuple[str, str | bytes | None]] = [
+        headers: Headers = [
             ("stacktide.reason", result.reason),
             ("stacktide.cell", self.cell),
             ("stacktide.exchange", method.exchange),
@@ -142,12 +151,16 @@ class Forwarder:
             value = value[:MAX_DEAD_LETTER_BYTES]
         counter = self.metrics.dead_letter(method.exchange, result.code)
         produce(self.producer, self._dead_letters, None, value,
-                partial(self._delivered, window, method.delivery_tag, counter, True), headers)
+                partial(self._delivered, window, method.delivery_tag, counter, headers), headers)
 
-    def _delivered(self, window: AckWindow, tag: int, counter: Any, dead: bool,
+    def _delivered(self, window: AckWindow, tag: int, counter: Any, dead: Headers | None,
                    err: KafkaError | None, msg: Message) -> None:
+        """Delivery report of one write; *dead* holds a dead letter's headers (None: a notification)."""
         if err is not None:
-            window.failure = str(err)
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and len(msg.value() or b"") > REFUSED_BYTES:
+                self._refused(window, tag, err, msg, dead)
+            else:
+                window.failure = str(err)
             return
         window.confirm(tag)
         counter.inc()
@@ -158,3 +171,35 @@ class Forwarder:
         latency = msg.latency()
         if latency is not None:
             self.metrics.latency.observe(latency)
+
+    def _refused(self, window: AckWindow, tag: int, err: KafkaError, msg: Message,
+                 dead: Headers | None) -> None:
+        """The topic's ``max.message.bytes`` is below this write (a topic made by hand with
+        Kafka's 1 MB default): dead-letter its head instead, or the message would be
+        redelivered and refused forever, stalling the cell."""
+        value = msg.value() or b""
+        if dead is not None:
+            old = {k: _text(v) for k, v in dead if k != "stacktide.truncated-from"}
+            code = old.get("stacktide.reason", "").split(":")[0]
+        else:  # a normalized envelope: where it came from is inside it
+            envelope = json.loads(value)
+            code = "kafka-refused"
+            old = {"stacktide.reason": f"{code}: {err.str()}", "stacktide.cell": self.cell,
+                   "stacktide.exchange": envelope["exchange"],
+                   "stacktide.routing-key": envelope["routing_key"],
+                   "stacktide.received-at": envelope["received"]}
+        headers: Headers = [*old.items(),
+                                                         ("stacktide.truncated-from", str(len(value)))]
+        counter = self.metrics.dead_letter(old.get("stacktide.exchange", ""), code)
+        log.warning("event=refused_by_kafka cell=%s topic=%s bytes=%d error=%r: dead-lettering its "
+                    "first %d bytes; raise the topic's max.message.bytes", self.cell, msg.topic(),
+                    len(value), err.str(), REFUSED_BYTES)
+        try:  # from a delivery callback: produce, but never poll (it would re-enter)
+            self.producer.produce(self._dead_letters, value=value[:REFUSED_BYTES], headers=headers,
+                                  on_delivery=partial(self._delivered, window, tag, counter, headers))
+        except BufferError:
+            window.failure = f"{err.str()} (and the local queue is full)"
+
+
+def _text(value: str | bytes | None) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value or ""

@@ -9,8 +9,10 @@ recovery times (``pytest -s``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -28,10 +30,11 @@ from typing import Any
 import pytest
 import yaml
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.bridge import Bridge
-from connectors.kafka_producer import MAX_DEAD_LETTER_BYTES
+from connectors.kafka_producer import MAX_DEAD_LETTER_BYTES, REFUSED_BYTES
 from connectors.replay import publish
 from connectors.wire import scrub_body
 from stacktide.config import PRIORITIES, Config, config_from_mapping
@@ -159,6 +162,44 @@ def test_each_bad_input_is_dead_lettered_with_its_bytes_and_headers(
                                     {"cell": "cell1", "exchange": "nova", "reason": code})
     assert counted == sum(c == code for c, _ in BAD.values())
     assert bridge.cells[0].stats.dead_lettered == len(BAD) and bridge.cells[0].stats.forwarded == 0
+
+
+def test_a_write_its_topic_refuses_as_too_large_is_dead_lettered_and_never_stalls(stack: Config) -> None:
+    tag = f"refused{uuid.uuid4().hex[:6]}"
+    config = config_from_mapping(config_data(stack, tag), "<test>", base=stack.local.state_dir)
+    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
+    made = admin.create_topics([NewTopic(config.kafka.topic(t), num_partitions=1, replication_factor=1)
+                                for t in ("notifications", "dead-letters")])  # Kafka's 1 MB default
+    for future in made.values():
+        future.result(timeout=30)
+    blob = base64.b64encode(os.urandom(1_500_000)).decode()  # 2 MB that lz4 cannot shrink below 1 MB
+    big = json.dumps({"message_id": "big", "event_type": "compute.instance.update", "priority": "INFO",
+                      "payload": {"blob": blob}}).encode()
+    broken = b"{" + blob.encode()  # invalid JSON, and too large for the dead-letter topic as it is
+    bridge = Bridge(config)
+    bridge.declare()
+    odd = [CapturedMessage.from_wire("cell1", "nova", "notifications.info", b) for b in (big, broken)]
+    publish(config, [*(wire(i, tag) for i in range(5)), *odd, *(wire(i, tag) for i in range(5, 10))])
+    bridge.run(idle_exit=2.0)
+
+    stats = bridge.cells[0].stats
+    assert (stats.forwarded, stats.dead_lettered) == (10, 2)
+    assert bridge.metrics.sample("stacktide_bridge_reconnects_total", {"cell": "cell1"}) == 0
+    letters = {dict(m.headers())["stacktide.reason"].decode().split(":")[0]: m
+               for m in read_topic(config, "dead-letters", 2)}
+    assert sorted(letters) == ["invalid-json", "kafka-refused"]
+    refused = letters["kafka-refused"]
+    headers = dict(refused.headers())
+    assert int(headers["stacktide.truncated-from"]) > 2_000_000  # the envelope's size
+    assert refused.value().startswith(b'{"message_id":"big","cell":"cell1"')
+    assert len(refused.value()) == REFUSED_BYTES
+    assert headers["stacktide.routing-key"] == b"notifications.info"
+    broken_letter = letters["invalid-json"]
+    assert dict(broken_letter.headers())["stacktide.truncated-from"] == str(len(broken)).encode()
+    assert broken.startswith(broken_letter.value()) and len(broken_letter.value()) == REFUSED_BYTES
+    assert bridge.metrics.sample("stacktide_bridge_dead_lettered_total", {
+        "cell": "cell1", "exchange": "nova", "reason": "kafka-refused"}) == 1
+    assert sorted(message_ids(config, 10)) == sorted(f"{tag}-{i}" for i in range(10))
 
 
 # ---- processes and brokers killed mid-stream (dedicated stack) -----------------------------
