@@ -145,13 +145,15 @@ def expected_exists(state: InstanceState, rules: Rules, period_start: int, perio
     """Whether nova's audit of this period should send an exists for the instance.
 
     It does for an instance launched before the period ended, not deleted before it began,
-    and still on a compute host at the period's end (so never for a shelved_offloaded one).
+    and on a compute host at the period's end, or when it was deleted (so never for one
+    shelved_offloaded then, or deleted from there: such an instance has no host).
     """
     end = period_start + period
-    launched = latest(state, end - 1, LAUNCHED)
+    last = min(end, END if state.deleted_at is None else state.deleted_at) - 1
+    launched = latest(state, last, LAUNCHED)
     if launched is None or launched >= end or not usage(state, rules, period, period_start, end):
         return False
-    return rules.meaning(latest(state, end, STATE)).audited
+    return rules.meaning(latest(state, last, STATE)).audited
 
 
 def missing_exists(state: InstanceState, rules: Rules, seen: Iterable[int], start: int, stop: int,
