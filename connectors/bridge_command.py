@@ -54,6 +54,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
         log.info("event=stopping signal=%s", signal.Signals(signum).name)
         bridge.stop.set()
 
+    if config.bridge.metrics_port:
+        try:
+            bridge.serve()
+        except OSError as exc:  # the port is taken: say so rather than run unobservable
+            log.error("event=metrics_unavailable host=%s port=%d error=%s", config.bridge.metrics_host,
+                      config.bridge.metrics_port, exc)
+            return 2
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     bridge.run(idle_exit=args.idle_exit)
