@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.bridge import Bridge, backoff, connection_parameters
 from connectors.replay import publish
+from stacktide.cli import main
 from stacktide.config import Config, config_from_mapping
 from stacktide.errors import ConfigError
 from stacktide.local import rabbitmq
@@ -139,7 +140,8 @@ def test_metrics_healthz_and_logs_name_cells_never_a_password(
         "cell-a": f"rabbit://{tag}-user:{PASSWORD}@127.0.0.1:{port}/{tag}",
         "cell-down": f"rabbit://{tag}-user:{OTHER_PASSWORD}@127.0.0.1:{free_port()}/"}))
     ensure_topics(config)
-    caplog.set_level(logging.DEBUG)  # pika's connection narrative included
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="pika")  # its connection narrative too, whatever ran before
     bridge = Bridge(config)
     bridge.cells[0].declare()
     publish(config, [*notes(20, tag, "cell-a"),
@@ -298,3 +300,15 @@ def test_tls_cells_verify_each_host_by_name(tmp_path: Path) -> None:
                for rdn in c["subject"])
     plain = make({"cells": [{"name": "c", "transport_url": "rabbit://u:p@h/"}]})
     assert connection_parameters(plain.cells[0])[0].ssl_options is None
+
+
+def test_a_taken_metrics_port_stops_start_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config_file = tmp_path / "stacktide.yaml"
+        config_file.write_text(yaml.safe_dump({
+            "cells": [{"name": "c", "transport_url": f"rabbit://u:p@127.0.0.1:{free_port()}/"}],
+            "bridge": {"metrics_port": taken.getsockname()[1]}}), encoding="utf-8")
+        assert main(["--config", str(config_file), "bridge"]) == 2
+    assert "event=metrics_unavailable" in caplog.text
