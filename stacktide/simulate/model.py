@@ -215,8 +215,8 @@ class Life:
         self.before_resize = (self.snap.flavor, self.snap.host)
         self.update("api", task_state="resize_prep")
         self.exists_now()
-        self.emit("resize.prep.start")
-        self.emit("resize.prep.end", new_instance_type=flavor.name,
+        self.emit("resize.prep.start", new_flavor=flavor)
+        self.emit("resize.prep.end", new_flavor=flavor, new_instance_type=flavor.name,
                   new_instance_type_id=flavor.type_id)
         self.update(task_state="resize_migrating")
         self.emit("resize.start")

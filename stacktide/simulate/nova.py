@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stacktide.schema import CapturedMessage
-from stacktide.simulate.model import SECOND, Emission, Identity, Snap, new_uuid
+from stacktide.simulate.model import SECOND, Emission, FlavorSpec, Identity, Snap, new_uuid
 
 FORMATS = ("legacy", "versioned", "both")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -131,11 +131,28 @@ def legacy_payload(ident: Identity, e: Emission) -> dict[str, Any]:
         start = e.at - e.at % 3_600_000_000
         payload.update(old_state=e.old.vm_state, old_task_state=e.old.task_state, new_task_state=s.task_state,
                        audit_period_beginning=old_time(start), audit_period_ending=old_time(e.at),
-                       bandwidth={})
-    payload.update({k: old_time(v) if k.startswith("audit_") else v for k, v in e.extra.items()})
+                       bandwidth={}, old_display_name=None)
+    elif e.event != "exists":
+        payload["fixed_ips"] = [{"address": _address(ident), "type": "fixed", "version": 4,
+                                 "label": "private", "meta": {}, "floating_ips": []}]
+        if e.event.startswith(("create.", "rebuild.")):
+            payload["image_name"] = img.name
+        if e.event == "create.start":
+            payload["message"] = ""
+        if e.event.startswith("rescue."):
+            payload["rescue_image_name"] = img.name
+        if e.event == "create.error":
+            payload["code"] = 500
+    payload.update({k: old_time(v) if k.startswith("audit_") else v for k, v in e.extra.items()
+                    if k != "new_flavor"})
     if e.event == "exists":
         payload["bandwidth"] = {}
     return payload
+
+
+def _address(ident: Identity) -> str:
+    n = int(ident.instance_id[:6], 16)
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255 or 1}"
 
 
 def _deleted(e: Emission) -> int | None:
@@ -158,6 +175,14 @@ def _obj(name: str, data: dict[str, Any], version: str = "1.0") -> dict[str, Any
             "nova_object.version": version, "nova_object.data": data}
 
 
+def _flavor(f: FlavorSpec) -> dict[str, Any]:
+    return _obj("FlavorPayload", {
+        "flavorid": f.flavorid, "name": f.name, "root_gb": f.root_gb, "vcpus": f.vcpus,
+        "ephemeral_gb": f.ephemeral_gb, "memory_mb": f.memory_mb, "disabled": False,
+        "rxtx_factor": 1.0, "extra_specs": {}, "projects": None, "swap": 0, "is_public": True,
+        "vcpu_weight": 0, "description": None}, "1.4")
+
+
 def versioned_payload(ident: Identity, e: Emission) -> dict[str, Any]:
     s, f, img = e.snap, e.snap.flavor, e.snap.image
     data: dict[str, Any] = {
@@ -171,11 +196,7 @@ def versioned_payload(ident: Identity, e: Emission) -> dict[str, Any]:
         "ramdisk_id": "", "reservation_id": f"r-{ident.instance_id[:8]}", "state": s.vm_state,
         "task_state": s.task_state, "power_state": s.power_state, "tenant_id": ident.tenant_id,
         "terminated_at": iso_time(s.terminated_at), "auto_disk_config": "MANUAL",
-        "flavor": _obj("FlavorPayload", {
-            "flavorid": f.flavorid, "name": f.name, "root_gb": f.root_gb, "vcpus": f.vcpus,
-            "ephemeral_gb": f.ephemeral_gb, "memory_mb": f.memory_mb, "disabled": False,
-            "rxtx_factor": 1.0, "extra_specs": {}, "projects": None, "swap": 0, "is_public": True,
-            "vcpu_weight": 0, "description": None}, "1.4"),
+        "flavor": _flavor(f),
         "updated_at": iso_time(e.at), "user_id": ident.user_id, "uuid": ident.instance_id,
         "request_id": e.request_id, "action_initiator_user": ident.user_id,
         "action_initiator_project": ident.tenant_id, "locked_reason": None, "shares": [],
@@ -201,4 +222,13 @@ def versioned_payload(ident: Identity, e: Emission) -> dict[str, Any]:
         data.update(keypairs=[], tags=[], trusted_image_certificates=None,
                     instance_name=f"instance-{ident.instance_id[:8]}")
         return _obj("InstanceCreatePayload", data, "1.13")
+    if e.event.startswith("rebuild."):
+        data["trusted_image_certificates"] = None
+        return _obj("InstanceActionRebuildPayload", data, "1.10")
+    if e.event.startswith("rescue."):
+        data["rescue_image_ref"] = img.uuid
+        return _obj("InstanceActionRescuePayload", data, "1.4")
+    if e.event.startswith("resize.prep.") and "new_flavor" in e.extra:
+        data["new_flavor"] = _flavor(e.extra["new_flavor"])
+        return _obj("InstanceActionResizePrepPayload", data, "1.4")
     return _obj("InstanceActionPayload", data, "1.9")
