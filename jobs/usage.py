@@ -18,14 +18,12 @@ import json
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import astuple, dataclass, field, replace
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from jobs import lifecycle as lc
 from jobs.lifecycle import END, FLAVOR, IMAGE, LAUNCHED, STATE, Flavor, Image, InstanceState, Sample
 
 PERIODS = {"hour": 3_600_000_000, "day": 86_400_000_000}
-_MICRO = Decimal("0.000001")
 
 
 def period_of(at: int, period: int) -> int:
@@ -56,13 +54,14 @@ class UsageRow:
         return int.from_bytes(hashlib.blake2b(text, digest_size=6).digest())
 
     def record(self) -> dict[str, Any]:
-        """The ``instance_usage`` row (CONTRACT.md §3): datetimes, seconds as exact Decimals."""
+        """The ``instance_usage`` row (CONTRACT.md §3); seconds are µs / 1e6, exact to the µs."""
         t = lc.when
         return {"cell": self.cell, "instance_id": self.instance_id, "tenant_id": self.tenant_id,
                 "period_start": t(self.period_start), "period_end": t(self.period_end),
                 "flavor_id": self.flavor_id, "vcpus": self.vcpus, "memory_mb": self.memory_mb,
-                "disk_gb": self.disk_gb, "seconds": Decimal(self.microseconds) * _MICRO,
-                "running_seconds": Decimal(self.running_microseconds) * _MICRO,
+                "disk_gb": self.disk_gb, "seconds": self.microseconds / 1e6,
+                "running_seconds": self.running_microseconds / 1e6,
+                "microseconds": self.microseconds, "running_microseconds": self.running_microseconds,
                 "launched_at": t(self.launched_at), "deleted_at": t(self.deleted_at),
                 "revision": self.revision}
 

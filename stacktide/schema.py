@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 ColumnType = Literal["string", "timestamptz", "long", "int", "double", "boolean"]
 
@@ -152,7 +152,95 @@ NOTIFICATIONS = TableDef(
     doc="raw archive of every notification, all priorities, all services",
 )
 
-TABLES: dict[str, TableDef] = {t.name: t for t in (NOTIFICATIONS,)}
+def _columns(spec: str, docs: dict[str, str]) -> tuple[Column, ...]:
+    """``name:type`` words (``!`` after the type: required) into columns documented by *docs*."""
+    out = []
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        if kind.rstrip("!") not in _FLINK_TYPES:
+            raise ValueError(f"{name}: no column type {kind!r}")
+        out.append(Column(name, cast(ColumnType, kind.rstrip("!")), docs[name], kind.endswith("!")))
+    return tuple(out)
+
+
+_STATE_DOCS = {
+    "cell": "the cell the notifications came from", "instance_id": "nova instance uuid",
+    "message_id": "oslo message id of the notification",
+    "state": "vm_state (active, stopped, shelved_offloaded, deleted, ...)",
+    "task_state": "task_state, when a task runs", "old_state": "vm_state before the change",
+    "old_task_state": "task_state before the change",
+    "power_state": "power state (from the payload, else implied by vm_state)",
+    "tenant_id": "project owning the instance", "user_id": "user owning the instance",
+    "flavor_id": "nova flavor id (instance_flavor_id / flavor.flavorid)",
+    "flavor_name": "flavor name", "vcpus": "flavor vCPUs", "memory_mb": "flavor memory, MiB",
+    "root_gb": "flavor root disk, GiB", "ephemeral_gb": "flavor ephemeral disk, GiB",
+    "disk_gb": "root_gb + ephemeral_gb", "image_ref": "image the instance runs",
+    "os_type": "image os_type", "host": "compute host (none while shelved_offloaded)",
+    "launched_at": "launched_at (the newest launch; usage counts from the first)",
+    "deleted_at": "when nova deleted (terminated) it",
+    "last_event_type": "event type of the newest notification", "last_event_at": "its time",
+    "updated_at": "time of the newest notification folded into the row",
+    "at": "the notification's own time", "event_type": "e.g. compute.instance.update",
+    "request_id": "request id of the notification",
+    "period_start": "start of the usage period (UTC hour or day)", "period_end": "its end",
+    "seconds": "existence in the period with this flavor, seconds (exactly microseconds / 1e6)",
+    "running_seconds": "of which running, seconds (exactly running_microseconds / 1e6)",
+    "microseconds": "existence, exact integer microseconds (sum this)",
+    "running_microseconds": "running, exact integer microseconds",
+    "revision": "0 when first written, +1 each time a late event corrected the row",
+    "audit_period_beginning": "the exists' audit period start",
+    "audit_period_ending": "the exists' audit period end",
+    "status": "verified, failed or pending",
+    "mismatches": "JSON list of {field, expected (stream), actual (exists)}",
+}
+
+INSTANCES = TableDef(
+    name="instances",
+    columns=_columns(
+        "cell:string! instance_id:string! state:string task_state:string power_state:string "
+        "tenant_id:string user_id:string flavor_id:string flavor_name:string vcpus:int "
+        "memory_mb:int root_gb:int ephemeral_gb:int image_ref:string os_type:string host:string "
+        "launched_at:timestamptz deleted_at:timestamptz last_event_type:string "
+        "last_event_at:timestamptz updated_at:timestamptz", _STATE_DOCS),
+    identifier=("cell", "instance_id"),
+    partitions=(Partition("cell", "identity"),),
+    doc="current state of every instance (upsert)",
+)
+
+INSTANCE_EVENTS = TableDef(
+    name="instance_events",
+    columns=_columns(
+        "message_id:string! cell:string! instance_id:string! at:timestamptz! event_type:string! "
+        "old_state:string state:string old_task_state:string task_state:string flavor_id:string "
+        "request_id:string", _STATE_DOCS),
+    identifier=("message_id",),
+    partitions=(Partition("at", "day"), Partition("cell", "identity")),
+    doc="lifecycle history: one row per state-bearing notification",
+)
+
+INSTANCE_USAGE = TableDef(
+    name="instance_usage",
+    columns=_columns(
+        "cell:string! instance_id:string! tenant_id:string period_start:timestamptz! "
+        "period_end:timestamptz flavor_id:string! vcpus:int memory_mb:int disk_gb:int "
+        "seconds:double running_seconds:double microseconds:long running_microseconds:long "
+        "launched_at:timestamptz deleted_at:timestamptz revision:int", _STATE_DOCS),
+    identifier=("cell", "instance_id", "period_start", "flavor_id"),
+    partitions=(Partition("period_start", "day"),),
+    doc="exact usage per instance x period x flavor (upsert; revision bumped by corrections)",
+)
+
+USAGE_AUDIT = TableDef(
+    name="usage_audit",
+    columns=_columns(
+        "message_id:string! cell:string instance_id:string audit_period_beginning:timestamptz "
+        "audit_period_ending:timestamptz status:string! mismatches:string", _STATE_DOCS),
+    identifier=("message_id",),
+    doc="nova's compute.instance.exists verified against what the stream saw",
+)
+
+TABLES: dict[str, TableDef] = {t.name: t for t in (
+    NOTIFICATIONS, INSTANCES, INSTANCE_EVENTS, INSTANCE_USAGE, USAGE_AUDIT)}
 
 
 @dataclass(frozen=True, slots=True)

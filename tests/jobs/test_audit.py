@@ -12,7 +12,7 @@ import pytest
 from connectors.wire import parse
 from jobs.audit import AuditResult, expected_exists, missing_exists, periodic, verify
 from jobs.lifecycle import InstanceState, Observation, apply, load_rules, message_key, observe
-from stacktide.schema import Envelope
+from stacktide.schema import USAGE_AUDIT, Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import CORRUPTIBLE, Traffic, generate
@@ -78,6 +78,7 @@ def test_a_mismatch_names_what_the_stream_saw_and_what_nova_claims() -> None:
                                                 "expected": mismatch.expected,
                                                 "actual": mismatch.actual}]
     assert record["audit_period_ending"].tzinfo is not None
+    assert list(record) == USAGE_AUDIT.column_names()
 
 
 def test_pending_until_settled_then_decided() -> None:

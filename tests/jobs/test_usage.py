@@ -21,13 +21,15 @@ from jobs.usage import (
     advance,
     compact,
     dumps,
+    event_row,
+    instance_row,
     loads,
     next_due,
     step,
 )
 from stacktide.config import load_config
 from stacktide.errors import ConfigError
-from stacktide.schema import Envelope
+from stacktide.schema import INSTANCE_EVENTS, INSTANCE_USAGE, INSTANCES, Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
@@ -267,8 +269,25 @@ def test_rows_are_emitted_when_their_period_completes() -> None:
     book, rows = advance(state, book, RULES, HOUR, T0 + HOUR)
     assert len(rows) == 1 and next_due(state, book, HOUR) == T0 + 2 * HOUR
     record = rows[0].record()
-    assert record["seconds"] == Decimal("3595.000000") == record["running_seconds"]
-    assert record["period_start"] == datetime(2024, 1, 1, tzinfo=UTC)
+    assert record["microseconds"] == 3595 * S == record["running_microseconds"]
+    assert record["seconds"] == 3595.0 and record["period_start"] == datetime(2024, 1, 1, tzinfo=UTC)
+    assert list(record) == INSTANCE_USAGE.column_names()
+
+
+def test_rows_fit_their_tables() -> None:
+    traffic = generate(Params(seed=2, instances=3, hours=6), "legacy")
+    obs = delivered(traffic)
+    keep, rows = run(obs, HOUR, traffic.cloud.params.end)
+    assert rows and all(list(r.record()) == INSTANCE_USAGE.column_names() for r in rows.values())
+    assert all(list(instance_row(s, RULES)) == INSTANCES.column_names() for s, _ in keep.values())
+    history = [h for h in map(event_row, obs) if h is not None]
+    assert history and all(list(h) == INSTANCE_EVENTS.column_names() for h in history)
+    for table, row in ((INSTANCES, instance_row(next(iter(keep.values()))[0], RULES)),
+                       (INSTANCE_EVENTS, history[0]),
+                       (INSTANCE_USAGE, next(iter(rows.values())).record())):
+        assert all(row[c.name] is not None for c in table.columns if c.required), table.name
+    exact = [r.record() for r in rows.values()]
+    assert all(round(x["seconds"] * S) == x["microseconds"] for x in exact)
 
 
 # -- the usage section of the configuration -----------------------------------------------------
