@@ -178,14 +178,45 @@ def ob(at: int, event: str = "compute.instance.update", mid: str | None = None,
 
 
 def snap(at: int, state: str, flavor: str = "A", launched: int | None = None,
-         event: str = "compute.instance.update", **more: Any) -> Observation:
-    return ob(at, event, state=state, flavor_id=flavor, vcpus=str(len(flavor)),
+         event: str = "compute.instance.update", mid: str | None = None,
+         **more: Any) -> Observation:
+    return ob(at, event, mid, state=state, flavor_id=flavor, vcpus=str(len(flavor)),
               launched_at=launched, **more)
 
 
 def usage_of(obs: list[Observation], watermark: int) -> dict[Key, tuple[int, int]]:
     _, rows = run(obs, HOUR, watermark)
     return by_instance(rows).get(("c1", "i1"), {})
+
+
+STATES = ["building", "active", "stopped", "paused", "shelved_offloaded", "resized", "error"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(events=st.lists(st.tuples(st.integers(0, 3 * HOUR), st.sampled_from(STATES),
+                                 st.sampled_from(["A", "BB", "CCC"]),
+                                 st.one_of(st.none(), st.integers(0, 3 * HOUR))),
+                       min_size=1, max_size=25),
+       delete=st.one_of(st.none(), st.integers(0, 4 * HOUR)), shuffle=st.randoms())
+def test_any_history_any_order_same_rows_and_sums_within_existence(
+        events: list[tuple[int, str, str, int | None]], delete: int | None,
+        shuffle: random.Random) -> None:
+    """Arbitrary histories, ties at one microsecond included: order never matters."""
+    obs = [snap(T0 + at, vm, flavor, None if launched is None else T0 + launched, mid=f"m{i}")
+           for i, (at, vm, flavor, launched) in enumerate(events)]
+    if delete is not None:
+        obs.append(ob(T0 + delete + 1, "compute.instance.delete.end", state="deleted",
+                      deleted_at=T0 + delete))
+    again = obs + obs[: len(obs) // 2]
+    shuffle.shuffle(again)
+    first, second = run(obs, HOUR, T0 + 5 * HOUR), run(again, HOUR, T0 + 5 * HOUR)
+    assert first == second
+    rows = first[1].values()
+    assert all(0 <= r.running_microseconds <= r.microseconds <= HOUR for r in rows)
+    launched = [T0 + x[3] for x in events if x[3] is not None]
+    assert sum(r.microseconds for r in rows) <= max(
+        0, min(T0 + 5 * HOUR, T0 + delete if delete is not None else T0 + 5 * HOUR)
+        - min(launched, default=T0 + 5 * HOUR))
 
 
 def test_events_exactly_on_boundaries_and_sub_second() -> None:
