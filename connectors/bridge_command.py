@@ -5,6 +5,15 @@ it sent (``bridge.shutdown_timeout_s`` at most), acks that, and closes: nothing 
 lost and, normally, nothing repeats. What was not confirmed stays unacked in
 RabbitMQ and is delivered again to the next bridge. With ``bridge.metrics_port``
 set, ``/metrics`` and ``/healthz`` are served for as long as the bridge runs.
+
+``--workers N`` (N > 1) runs N worker processes, each a whole bridge over the same
+config: replicas sharing the same queues, which RabbitMQ already balances (one
+Python process tops out near one core; see bench/README.md). The parent only
+supervises: it forwards SIGTERM/SIGINT to the workers, waits for them, and exits
+non-zero as soon as one dies unexpectedly (after stopping the others, whose unacked
+messages go back to the queues). Worker *i* serves its metrics on
+``bridge.metrics_port + i``: every worker counts only what it forwarded, so each is
+a scrape target of its own (one port would show a fraction of the traffic).
 """
 
 from __future__ import annotations
@@ -12,6 +21,9 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import subprocess
+import sys
+import time
 from types import FrameType
 
 from stacktide.config import Config
@@ -29,6 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--declare-only", action="store_true",
         help="declare the bridge's queues and bindings on every cell, then exit",
     )
+    parser.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="run N bridge processes sharing the queues (default: bridge.workers, else 1)",
+    )
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def workers(args: argparse.Namespace, config: Config) -> int:
+    """``--workers``, else the config's ``bridge.workers`` (when the config has it), else 1."""
+    if args.workers is not None:
+        return int(args.workers)
+    return int(getattr(config.bridge, "workers", 1))
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -45,21 +69,31 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.declare_only:
         bridge.declare()
         return 0
+    n = workers(args, config)
+    if n < 1:
+        log.error("event=bad_workers workers=%d: at least 1", n)
+        return 2
+    if n > 1:
+        return supervise(args, config, n)
 
     # pika logs each failed connection attempt with a traceback at ERROR; the bridge's own
     # event=disconnected line already names the cell, the reason and the next retry.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
+    index = args.worker_index or 0  # set when a supervisor started this process
+    if args.worker_index is not None:
+        _tag_logs(index)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("event=stopping signal=%s", signal.Signals(signum).name)
         bridge.stop.set()
 
-    if config.bridge.metrics_port:
+    b = config.bridge
+    if b.metrics_port:
+        port = b.metrics_port + index
         try:
-            bridge.serve()
+            bridge.serve(port=port)
         except OSError as exc:  # the port is taken: say so rather than run unobservable
-            log.error("event=metrics_unavailable host=%s port=%d error=%s", config.bridge.metrics_host,
-                      config.bridge.metrics_port, exc)
+            log.error("event=metrics_unavailable host=%s port=%d error=%s", b.metrics_host, port, exc)
             return 2
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -67,5 +101,74 @@ def run(args: argparse.Namespace, config: Config) -> int:
     for cell in bridge.cells:
         s = cell.stats
         print(f"cell={cell.cell.name} received={s.received} forwarded={s.forwarded} "
-              f"dead_lettered={s.dead_lettered}")
+              f"dead_lettered={s.dead_lettered}", flush=True)
     return 0
+
+
+def _tag_logs(index: int) -> None:
+    """Worker processes share the parent's stderr: their lines end with ``worker=<i>``."""
+
+    def tag(record: logging.LogRecord) -> bool:
+        record.msg = f"{record.msg} worker={index}"
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
+
+
+def supervise(args: argparse.Namespace, config: Config, n: int) -> int:
+    """Start *n* workers and wait for them; forward SIGTERM/SIGINT; fail if one dies."""
+    base = [sys.executable, "-m", "stacktide.cli", "--config", config.source,
+            "--log-level", getattr(args, "log_level", "INFO"), "bridge", "--workers", "1"]
+    if args.idle_exit is not None:
+        base += ["--idle-exit", str(args.idle_exit)]
+    procs: list[subprocess.Popen[bytes]] = []
+    stopping: list[int] = []  # the signal being forwarded, once one came
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("event=stopping signal=%s workers=%d", signal.Signals(signum).name, len(procs))
+        stopping.append(signum)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for i in range(n):
+        if stopping:  # a signal came while starting: start no more
+            break
+        procs.append(subprocess.Popen([*base, "--worker-index", str(i)]))
+        log.info("event=worker_started worker=%d pid=%d", i, procs[-1].pid)
+    failed: int | None = None
+    while any(p.poll() is None for p in procs):
+        for i, p in enumerate(procs):
+            code = p.poll()
+            if code not in (None, 0) and failed is None:
+                log.error("event=worker_died worker=%d pid=%d code=%d: stopping the others",
+                          i, p.pid, code)
+                failed = code
+                _stop(procs, config.bridge.shutdown_timeout_s + 30)
+        time.sleep(0.1)
+    codes = [p.returncode for p in procs]
+    if failed is None and any(codes):
+        failed = next(c for c in codes if c)
+        log.error("event=worker_failed codes=%s", codes)
+    log.info("event=workers_exited codes=%s", codes)
+    if failed is None:
+        return 0
+    return failed if failed > 0 else 1
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """SIGTERM every live worker, and SIGKILL those still there after *timeout_s*."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + timeout_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("event=worker_killed pid=%d: ignored SIGTERM for %.0f s", p.pid, timeout_s)
+            p.kill()
+            p.wait()
