@@ -11,10 +11,9 @@ config share those queues: the broker hands each message to one of them.
 Ordering of acknowledgements: a RabbitMQ message is acked only after Kafka
 confirmed its write (normalized record or dead letter). Confirmations may come
 back out of order across partitions, so :class:`AckWindow` acks the longest
-confirmed prefix of delivery tags with one ``multiple=True`` ack, once that prefix
-is a tenth of the prefetch or ``bridge.ack_interval_ms`` has passed since the last
-ack (confirmed, unacked messages hold the broker's prefetch window shut, and 20 ms
-of Kafka batching already hold a good part of it at 25k msg/s). On stop the
+confirmed prefix of delivery tags with one ``multiple=True`` ack, every loop
+iteration: confirmed messages left unacked would hold the broker's prefetch window
+shut, and acking in bigger batches saved no measurable CPU (bench/README.md). On stop the
 consumers are cancelled first (undispatched deliveries go back to the queue),
 then Kafka is flushed and the written prefix acked: a clean stop repeats nothing.
 
@@ -206,7 +205,7 @@ class CellBridge:
                 channel.basic_cancel(tag)
             remaining = producer.flush(self.config.bridge.shutdown_timeout_s)
             forwarder.flush_metrics()
-            self._ack(channel, window, 1)
+            self._ack(channel, window)
             log.info("event=stopped cell=%s received=%d unconfirmed=%d", self.name,
                      self.stats.received, remaining)
         finally:
@@ -220,9 +219,8 @@ class CellBridge:
                  forwarder: Forwarder, window: AckWindow, queues: list[str]) -> None:
         b, stats, producer = self.config.bridge, self.stats, forwarder.producer
         lag_channel: BlockingChannel | None = None
-        next_probe = last_pump = next_ack = 0.0
+        next_probe = last_pump = 0.0
         pump_every = b.heartbeat_s / 4 if b.heartbeat_s else 5.0
-        ack_batch, ack_every = max(1, b.prefetch // 10), b.ack_interval_ms / 1000
         seen = stats.received
         while not self.stop.is_set():
             now = time.monotonic()
@@ -235,8 +233,7 @@ class CellBridge:
             forwarder.flush_metrics()
             if stats.received != seen:
                 seen, stats.last_message_at = stats.received, time.monotonic()
-            if self._ack(channel, window, 1 if now >= next_ack else ack_batch):
-                next_ack = now + ack_every
+            self._ack(channel, window)
             if self._cancelled:
                 raise ConsumerCancelled("the broker cancelled a consumer of this cell")
             if now >= next_probe:
@@ -258,15 +255,12 @@ class CellBridge:
     def _on_cancel(self, _frame: Any) -> None:
         self._cancelled = True
 
-    def _ack(self, channel: BlockingChannel, window: AckWindow, at_least: int) -> bool:
-        """Ack the confirmed prefix if it holds *at_least* deliveries; whether it did."""
+    def _ack(self, channel: BlockingChannel, window: AckWindow) -> None:
         if window.failure is not None:
             raise DeliveryFailed(window.failure)
-        last = window.take_ackable(at_least)
-        if last is None:
-            return False
-        channel.basic_ack(delivery_tag=last, multiple=True)
-        return True
+        last = window.take_ackable()
+        if last is not None:
+            channel.basic_ack(delivery_tag=last, multiple=True)
 
 
 class Bridge:
