@@ -8,22 +8,21 @@ listener layout (``ctxt`` + ``metadata``). It never raises on input: anything it
 normalize comes back as :class:`Rejected` with a reason code (``code: detail``) for the
 dead-letter headers.
 
-Two decoders, one meaning. The bridge parses every message, so orjson decodes (2-5x
-faster than :mod:`json`); json stays the reference. A body orjson refuses (bad JSON or
-UTF-8, a lone surrogate, 1e400), may have read otherwise (a payload float beyond 2**63:
-orjson reads integers past 64 bits as floats) or that is to be rejected is decoded
-again by json, whose values and reasons are the outcome.
+Two decoders, one meaning: orjson decodes (2-5x faster than :mod:`json`), json stays
+the reference. A body orjson refuses (bad JSON or UTF-8, a lone surrogate, 1e400), may
+have read otherwise (a payload float beyond 2**63: orjson reads integers past 64 bits
+as floats) or that is to be rejected is decoded again by json, whose values and
+reasons are the outcome.
 
 Secrets: :func:`scrub` removes every key whose name contains ``password``, ``token`` or
-``secret`` (any case, any depth), which covers ``_context_auth_token``. The payload's
-keys are walked once (:func:`_inspect`); it is rebuilt only when one is such a name (a
-few messages in a hundred). The context never goes into the envelope (only its ids
-do), so it is neither copied nor scrubbed. :func:`scrub_body` cleans dead letters.
+``secret`` (any case, any depth), which covers ``_context_auth_token``. The payload is
+walked once (:func:`_inspect`) and rebuilt only when such a key is in it (a few messages
+in a hundred). The context never goes into the envelope (only its ids do), so it is
+neither copied nor scrubbed. :func:`scrub_body` cleans dead letters.
 
-Cost per message, besides decoding: two ``count`` passes for :data:`MAX_DEPTH`, the
-walk, ids read by code specialised for legacy and versioned payloads (:func:`_ids`,
-held equal to the :data:`LOOKUPS` table by the tests), oslo timestamps converted by
-slicing; publishers and dates are cached. Nothing is logged.
+Per message, besides decoding: two ``count`` passes for :data:`MAX_DEPTH`, the walk,
+ids read by code per format (:func:`_ids`, held equal to :data:`LOOKUPS` by the tests),
+oslo timestamps sliced; publishers and dates cached. Nothing is logged.
 """
 
 from __future__ import annotations
@@ -69,33 +68,25 @@ _SECONDS: Final = frozenset(f":{s:02d}" for s in range(60))
 _EMPTY: Final[dict[str, Any]] = {}  # stands for an absent payload/data/context; never written
 
 Source = Literal["ctx", "payload", "data", "meta"]
-"""Where a lookup path starts: the context (``_context_*`` with the prefix stripped,
-``_context`` or ``ctxt``), the payload, the versioned payload's ``nova_object.data``,
-or ceilometer's ``metadata``."""
+"""Where a lookup path starts: the context (``_context_*`` without the prefix, ``_context``
+or ``ctxt``), the payload, a versioned payload's ``nova_object.data``, ceilometer's metadata."""
 Lookup = tuple[Source, tuple[str | int, ...]]
 
 LOOKUPS: Final[dict[str, tuple[Lookup, ...]]] = {
     # Payload first, as StackTach and ceilometer's event definitions do: the payload
     # names the resource's owner, the context whoever made the request (often admin).
     # _ids is this table written out as code; a test holds the two equal.
-    "tenant_id": (
-        ("payload", ("tenant_id",)), ("data", ("tenant_id",)),
-        ("payload", ("project_id",)), ("data", ("project_id",)),
-        ("payload", ("owner",)),
-        ("ctx", ("project_id",)), ("ctx", ("tenant",)),
-    ),
-    "user_id": (
-        ("payload", ("user_id",)), ("data", ("user_id",)),
-        ("ctx", ("user_id",)), ("ctx", ("user",)),
-    ),
+    "tenant_id": (("payload", ("tenant_id",)), ("data", ("tenant_id",)),
+                  ("payload", ("project_id",)), ("data", ("project_id",)),
+                  ("payload", ("owner",)), ("ctx", ("project_id",)), ("ctx", ("tenant",))),
+    "user_id": (("payload", ("user_id",)), ("data", ("user_id",)),
+                ("ctx", ("user_id",)), ("ctx", ("user",))),
     "request_id": (("ctx", ("request_id",)), ("payload", ("request_id",)),
                    ("data", ("request_id",))),
     "global_request_id": (("ctx", ("global_request_id",)),),
     # For every event: an explicit instance id/uuid key in the payload.
-    "instance_id": (
-        ("payload", ("instance_id",)), ("payload", ("instance_uuid",)),
-        ("data", ("instance_uuid",)), ("data", ("instance_id",)),
-    ),
+    "instance_id": (("payload", ("instance_id",)), ("payload", ("instance_uuid",)),
+                    ("data", ("instance_uuid",)), ("data", ("instance_id",))),
 }
 
 NOVA_INSTANCE_LOOKUPS: Final[tuple[Lookup, ...]] = (
@@ -126,7 +117,7 @@ class Rejected:
 
 
 class _Reject(Exception):
-    """Internal control flow: carries a reason out of _parse, never escapes parse()."""
+    """Internal control flow: carries a reason out of _normalize, never escapes parse()."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -165,25 +156,19 @@ def parse(
 
 
 def _decode_fast(body: bytes) -> tuple[dict[str, Any], str | bytes]:
-    """orjson, or _Exact. Returns the message and its own JSON text (2.0: the inner one)."""
+    """orjson; any doubt raises _Exact. The message and its own JSON (2.0: the inner one)."""
     try:
-        msg = orjson.loads(body)
+        msg, text = orjson.loads(body), body
+        if msg.__class__ is dict and "oslo.version" in msg and "oslo.message" in msg:
+            version, text = msg["oslo.version"], msg["oslo.message"]
+            if version.__class__ is not str or version[:2] != "2." or text.__class__ is not str:
+                raise _Exact
+            msg = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise _Exact from None
     if msg.__class__ is not dict:
         raise _Exact  # rejected either way; json words the reason
-    if "oslo.version" not in msg or "oslo.message" not in msg:
-        return msg, body
-    version, message = msg["oslo.version"], msg["oslo.message"]
-    if message.__class__ is not str or version.__class__ is not str or version[:2] != "2.":
-        raise _Exact
-    try:
-        inner = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        raise _Exact from None
-    if inner.__class__ is not dict:
-        raise _Exact
-    return inner, message
+    return msg, text
 
 
 def _decode_exact(body: bytes) -> tuple[dict[str, Any], str]:
@@ -276,17 +261,17 @@ def _check_depth(obj: Any, brackets: int) -> None:
                 stack.append((child, depth + 1))
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _not_json(literal: str) -> Any:
+    raise ValueError(f"{literal[:40]} is not JSON")
 
 
 def _finite(literal: str) -> float:
-    if isinf(value := float(literal)):  # 1e400: no JSON could carry it on
+    if isinf(value := float(literal)):  # 1e400: it would leave as Infinity, not JSON either
         raise ValueError(f"number {literal[:40]} is out of range")
     return value
 
 
-_DECODER: Final = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
+_DECODER: Final = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 
 def _loads(text: str, code: str) -> Any:
@@ -501,12 +486,10 @@ def _scrub_list(items: list[Any]) -> list[Any]:
 def scrub_body(body: bytes) -> bytes:
     """The body for the dead-letter topic: the raw bytes, unless they hold a secret.
 
-    Dead letters keep the exact bytes that failed, which is what makes them
-    debuggable; the one exception is a body that parses as JSON and carries a
-    secret key (``_context_auth_token``, ``*password*`` …): it comes back
-    re-encoded without it (for a 2.0 envelope, the inner message is scrubbed and
-    re-encoded as the ``oslo.message`` string). A body that is not JSON has no
-    keys to find and is returned unchanged. Dead letters are rare: json, not orjson.
+    Dead letters keep the exact bytes that failed, which makes them debuggable; the one
+    exception is a JSON body with a secret key (``_context_auth_token``, ``*password*`` …):
+    it comes back re-encoded without it (for a 2.0 envelope, the inner message is scrubbed
+    and re-encoded as the ``oslo.message`` string). Not JSON: no keys, returned unchanged.
     """
     try:
         obj = json.loads(body)
