@@ -439,7 +439,7 @@ def main() -> None:
     up(config)
     try:
         declare_queues(config, python, state)
-        bridge_rate(config, state, variants[0], 1000)  # warm-up: a new broker's first producer waits
+        bridge_rate(config, state, variants[0], 10_000)  # warm-up: new producer IDs, Kafka's cold JIT
         runs: dict[str, list[Run]] = {"raw": [], "oslo": [], **{v.name: [] for v in variants}}
         for number in range(1, args.repeat + 1):
             runs["raw"].append(raw_rate(config, args.n))
@@ -479,6 +479,10 @@ def report(runs: dict[str, list[Run]], n: int, python: Path | None, variants: li
             print(f"{name:<14}{medians[name]:>9,.0f}   {', '.join(f'{r.rate:,.0f}' for r in rs):<26}"
                   f"  {cpu['python']:>28.2f}  {cpu['rabbitmq']:>8.2f}  {cpu['kafka']:>5.2f}"
                   f"  {cpu['machine']:>7.2f} = {busy:.2f} cores busy")
+    for v in variants:
+        names = sorted({t for r in runs[v.name] for t in r.threads})
+        print(f"{v.name} worker threads, CPU s per run (median): " + ", ".join(
+            f"{t} {statistics.median(r.threads.get(t, 0.0) for r in runs[v.name]):.2f}" for t in names))
     for v in variants:
         line = f"{v.name}/raw = {medians[v.name] / medians['raw']:.2f}"
         if "oslo" in medians:
