@@ -4,6 +4,15 @@
 (with a final checkpoint, hence a final Iceberg commit): what the demo and the
 end-to-end tests use. An interrupted streaming run keeps its last checkpoint,
 and the next run resumes from it, so the tables neither miss nor repeat rows.
+
+Flink discards the checkpoints of a job that finished, so a run after a bounded run
+starts without state: the archive from its consumer group's offsets, the keyed instance
+job from the topic's earliest offset (its state is a function of every instance's whole
+history). A bounded run that does resume from a checkpoint cannot simply stop at the end
+offsets: a restored Kafka source keeps the stopping offsets of the run that checkpointed
+it (none, when that run streamed). It streams instead until both consumer groups have
+committed the offsets the topic had at start (a checkpoint holds everything before them),
+then stops with a savepoint at the end of event time: the same ending as a bounded input.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from stacktide.config import Config
 
@@ -25,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bounded", action="store_true", help="stop at the topics' current end offsets"
     )
     parser.add_argument(
-        "--fresh", action="store_true", help="ignore retained checkpoints; start from group offsets"
+        "--fresh", action="store_true",
+        help="ignore retained checkpoints: the archive starts from its group offsets, the "
+             "instance job from the earliest offset"
     )
 
 
@@ -34,38 +47,105 @@ def run(args: argparse.Namespace, config: Config) -> int:
     return 0 if result else 1
 
 
-def run_jobs(config: Config, *, bounded: bool, fresh: bool = False) -> bool:
-    from jobs import notifications
-    from jobs.environment import JobJars, create_table_env, latest_checkpoint
-    from stacktide.catalog import ensure_table, load_catalog
+def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
+             flink_options: Mapping[str, str] | None = None) -> bool:
+    """Create the tables, then run the archive and the keyed instance job as one Flink job.
+
+    *flink_options* override Flink settings (the benchmark sets Python execution mode and
+    bundle sizes there). The archive is SQL in the statement set; the instance job is a
+    DataStream whose outputs are inserted by the same statement set, attached to the
+    DataStream environment: one job graph, one checkpoint for both.
+    """
+    from jobs import instance_state, notifications
+    from jobs.environment import JobJars, create_stream_env, latest_checkpoint
+    from stacktide.catalog import add_missing_columns, ensure_table, load_catalog
     from stacktide.local.jars import ensure_jars
     from stacktide.schema import TABLES
 
     jars = ensure_jars(config)
     catalog = load_catalog(config.iceberg)
     for table in TABLES.values():
-        ensure_table(catalog, config.iceberg, table)
-    restore = None
-    if not fresh:
-        restore = latest_checkpoint(config.local.state_dir / "flink" / "checkpoints" / JOB_NAME)
-    env = create_table_env(
+        add_missing_columns(ensure_table(catalog, config.iceberg, table), table)
+    flink = config.local.state_dir / "flink"
+    restore = None if fresh else latest_checkpoint(flink / "checkpoints" / JOB_NAME)
+    catch_up = end_offsets(config) if bounded and restore is not None else None
+    env, t_env = create_stream_env(
         config,
         JobJars(pipeline=tuple(jars["flink"]), hadoop=tuple(jars["hadoop"])),
         job_name=JOB_NAME,
         restore_from=restore,
+        overrides=flink_options,
     )
-    statements = env.create_statement_set()
-    notifications.build(env, statements, config, bounded=bounded)
+    statements = t_env.create_statement_set()
+    sources_bounded = bounded and catch_up is None
+    notifications.build(t_env, statements, config, bounded=sources_bounded)
+    instance_state.build(t_env, statements, config, bounded=sources_bounded,
+                         from_earliest=restore is None)
+    statements.attach_as_datastream()
     started = time.monotonic()
-    result = statements.execute()
-    client = result.get_job_client()
-    log.info("job submitted id=%s bounded=%s", client.get_job_id() if client else "?", bounded)
+    client = env.execute_async(JOB_NAME)
+    log.info("job submitted id=%s bounded=%s", client.get_job_id(), bounded)
+    result = client.get_job_execution_result()
     try:
-        result.wait()
+        if catch_up is not None:
+            groups = (notifications.GROUP_ID, instance_state.GROUP_ID)
+            while not caught_up(config, groups, catch_up):
+                if result.done():
+                    break  # it failed: result() below raises
+                time.sleep(1.0)
+            savepoints = (flink / "savepoints" / JOB_NAME).as_uri()
+            log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
+            if not result.done():
+                drain(client, savepoints)
+        result.result()
     except KeyboardInterrupt:
         log.info("interrupted: cancelling; the last checkpoint is kept for the next run")
-        if client is not None:
-            client.cancel().result()
+        client.cancel().result()
         return True
     log.info("jobs finished in %.1f s", time.monotonic() - started)
+    return True
+
+
+def drain(client: Any, savepoints: str) -> str:
+    """Stop the job with a savepoint after a watermark at the end of event time (--drain).
+
+    PyFlink 2.1's ``JobClient.stop_with_savepoint`` calls a two-argument Java overload that
+    Flink 2 removed; the Java client is called with the format type it now requires.
+    """
+    from pyflink.java_gateway import get_gateway
+
+    formats = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType
+    future = client._j_job_client.stopWithSavepoint(True, savepoints, formats.DEFAULT)
+    return str(future.get())
+
+
+def end_offsets(config: Config) -> dict[int, int]:
+    """Partition -> end offset of the notifications topic, now."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = config.kafka.topic("notifications")
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                         "group.id": "stacktide-jobs-end-offsets", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in partitions}
+    finally:
+        consumer.close()
+
+
+def caught_up(config: Config, groups: tuple[str, ...], ends: dict[int, int]) -> bool:
+    """Whether every consumer group committed (on a completed checkpoint) *ends*."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    topic = config.kafka.topic("notifications")
+    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
+    wanted = [TopicPartition(topic, p) for p in ends]
+    for group in groups:
+        request = [ConsumerGroupTopicPartitions(group, wanted)]
+        committed = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
+        have = {tp.partition: tp.offset for tp in committed.topic_partitions}
+        if any(end > 0 and have.get(p, -1) < end for p, end in ends.items()):
+            return False
     return True

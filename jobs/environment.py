@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,9 +21,12 @@ from stacktide.catalog import flink_catalog_options
 from stacktide.config import REPO_ROOT, Config
 
 if TYPE_CHECKING:
-    from pyflink.table import TableEnvironment
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import StreamTableEnvironment, TableEnvironment
 
 log = logging.getLogger(__name__)
+
+JDBC_DRIVER_JARS = ("sqlite-jdbc-", "postgresql-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,43 +41,80 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def create_table_env(
-    config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None
-) -> TableEnvironment:
+def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path | None
+              ) -> dict[str, str]:
+    """The Flink options of every job run; sets the process environment the JVM inherits."""
     log_dir = config.local.state_dir / "flink" / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(str(j) for j in jars.hadoop)
+    # JDBC drivers go on the system classpath too, and load parent-first: DriverManager
+    # refuses a driver whose class came from another classloader than its caller's, and each
+    # job (and the client) has a classloader of its own; with several Iceberg sinks starting
+    # at once, a driver registered by one loader made the others fail "No suitable driver".
+    drivers = [j for j in jars.pipeline if j.name.startswith(JDBC_DRIVER_JARS)]
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(str(j) for j in (*jars.hadoop, *drivers))
     os.environ["FLINK_LOG_DIR"] = str(log_dir)
     os.environ["LOG4J_PROPERTIES"] = str(REPO_ROOT / "conf" / "flink" / "log4j.properties")
     log.info("flink logs in %s", log_dir)
-    from pyflink.common import Configuration
-    from pyflink.table import EnvironmentSettings, TableEnvironment
-
     checkpoints = config.local.state_dir / "flink" / "checkpoints" / job_name
-    conf = Configuration()
     settings = {
         "pipeline.name": job_name,
         "pipeline.jars": ";".join(j.as_uri() for j in jars.pipeline),
+        "classloader.parent-first-patterns.additional": "org.sqlite.;org.postgresql.",
         "parallelism.default": str(config.jobs.parallelism),
         "execution.checkpointing.interval": f"{int(config.jobs.checkpoint_interval_s * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
         "execution.checkpointing.dir": checkpoints.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "table.exec.state.ttl": f"{int(config.jobs.dedup_ttl_hours * 3600 * 1000)} ms",
-        "table.exec.source.idle-timeout": "5 s",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
     }
     if restore_from is not None:
         settings["execution.state-recovery.path"] = restore_from.as_uri()
         log.info("restoring job=%s from checkpoint=%s", job_name, restore_from)
-    for key, value in settings.items():
+    return settings
+
+
+def create_table_env(
+    config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None
+) -> TableEnvironment:
+    from pyflink.common import Configuration
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    conf = Configuration()
+    for key, value in _settings(config, jars, job_name, restore_from).items():
         conf.set_string(key, value)
     env = TableEnvironment.create(
         EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build()
     )
     register_catalog(env, config)
     return env
+
+
+def create_stream_env(
+    config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    """A DataStream environment and its table environment, for SQL and Python jobs in one
+    Flink job. *overrides* (Flink options) win over the defaults: the benchmark sets the
+    Python execution mode and bundle sizes there. Thread mode runs Python inside the JVM
+    (PemJa), which imports from ``PYTHONPATH``, not from the venv that started it."""
+    settings = {**_settings(config, jars, job_name, restore_from), **(overrides or {})}
+    if settings.get("python.execution-mode") == "thread":
+        site = next(p for p in sys.path if p.endswith("site-packages"))
+        os.environ["PYTHONPATH"] = os.pathsep.join([site, str(REPO_ROOT)])
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import EnvironmentSettings, StreamTableEnvironment
+
+    conf = Configuration()
+    for key, value in settings.items():
+        conf.set_string(key, value)
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    t_env = StreamTableEnvironment.create(
+        env, EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
+    register_catalog(t_env, config)
+    return env, t_env
 
 
 def register_catalog(env: TableEnvironment, config: Config) -> None:

@@ -122,6 +122,22 @@ def ensure_table(catalog: Catalog, cfg: IcebergConfig, table: TableDef) -> Table
     )
 
 
+def add_missing_columns(table: Table, definition: TableDef) -> Table:
+    """Add the columns of *definition* an existing *table* lacks (optional, at the end).
+
+    Columns may be added, never renamed or removed (CONTRACT.md): a table created before
+    a column existed gets it here, as Iceberg schema evolution, and old rows read it as null.
+    """
+    have = {f.name for f in table.schema().fields}
+    missing = [c for c in definition.columns if c.name not in have]
+    if not missing:
+        return table
+    with table.update_schema() as update:
+        for column in missing:
+            update.add_column(column.name, _iceberg_type(column), doc=column.doc)
+    return table
+
+
 def flink_catalog_options(cfg: IcebergConfig) -> dict[str, str]:
     """Options of Flink's ``CREATE CATALOG``: JdbcCatalog through ``catalog-impl``.
 

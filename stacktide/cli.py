@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("stacktide.simulate.command", "seeded nova traffic of a cloud, with its ground truth"),
     "jobs": ("jobs.command", "run the PyFlink jobs"),
     "demo": ("stacktide.demo", "stack up, sample traffic, jobs, and what landed in Iceberg"),
+    "usage": ("stacktide.usage_report", "exact usage of a tenant or an instance per period, from Iceberg"),
 }
 
 

@@ -251,8 +251,24 @@ USAGE_AUDIT = TableDef(
     doc="nova's compute.instance.exists verified against what the stream saw",
 )
 
+REVISION = Column("revision", "int", "0 when the key's row was first written, +1 each time it "
+                  "changed (state, late correction, settled audit); the highest per key is current")
+
+
+def with_revision(table: TableDef) -> TableDef:
+    """*table* as the keyed instance job stores it: rows are appended, never upserted (pyiceberg
+    0.8 cannot read the equality deletes of Iceberg's upsert mode), so each change of a key's
+    row is a new row with a higher ``revision``; readers keep the highest per key."""
+    if "revision" in table.column_names():
+        return table
+    return TableDef(table.name, (*table.columns, REVISION), table.identifier, table.partitions,
+                    table.doc)
+
+
+# What is stored: the row definitions above, plus `revision` where a key's row is re-appended.
 TABLES: dict[str, TableDef] = {t.name: t for t in (
-    NOTIFICATIONS, INSTANCES, INSTANCE_EVENTS, INSTANCE_USAGE, USAGE_AUDIT)}
+    NOTIFICATIONS, with_revision(INSTANCES), INSTANCE_EVENTS, INSTANCE_USAGE,
+    with_revision(USAGE_AUDIT))}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,314 @@
+"""The keyed instance job: one state machine per nova instance, inside the jobs' Flink job.
+
+Kafka -> SQL (JSON, event time from ``generated``, watermark, only the event types
+``conf/lifecycle.yaml`` maps) -> DataStream keyed by (cell, instance_id) ->
+:class:`InstanceFunction`, which drives the pure core (jobs/lifecycle.py, usage.py, audit.py)
+-> four side outputs -> ``instances``, ``instance_events``, ``instance_usage``,
+``usage_audit`` in Iceberg, appended with revisions (:func:`stacktide.schema.with_revision`).
+
+Timers do the waiting: a period's usage is emitted when the watermark passes its end
+(``usage.next_due``), an exists is verified once its settle time passed, the ``instances``
+row is re-emitted when the watermark passes the event that changed it (a burst of
+notifications makes one row), and a deleted instance's state is cleared once the watermark
+is the allowed lateness past ``deleted_at``. Flink's state TTL is not used: it counts
+processing time (it would drop a quiet live instance), and in PyFlink it switches the
+Python state cache off for every state of the operator.
+
+At the end of a bounded input the watermark jumps to +inf and every timer fires. Usage then
+stops at the newest event time seen minus the out-of-orderness (where a streaming run's
+watermark would stop on the same data, not at the end of time), and pending exists are
+decided: no more input can come in this run. Revisions only grow per key, across runs:
+a run starts them above every revision already in the tables (:func:`first_revision`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from jobs import lifecycle as lc
+from jobs import usage
+from jobs.audit import AuditResult, verify
+from jobs.sqlfile import Ident, Literal, Raw, render
+from stacktide.config import Config
+from stacktide.schema import ENVELOPE_COLUMNS, TABLES, Envelope, TableDef, flink_type
+
+if TYPE_CHECKING:
+    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.table import StatementSet, StreamTableEnvironment
+else:
+    from pyflink.datastream import KeyedProcessFunction
+
+UID = "instance-state"  # operator uid: keep it, or a restart cannot find the state
+SOURCE, GROUP_ID = "kafka_instance_notifications", "stacktide-jobs-instances"
+OUTPUTS = ("instances", "instance_events", "instance_usage", "usage_audit")
+REVISED = ("instances", "instance_usage", "usage_audit")
+MAX_WATERMARK = 2**63 - 1  # Long.MAX_VALUE ms: the end of a bounded input
+MS = 1000
+_EPOCH, _MICRO = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """The job's clocks, in µs: usage period, watermark delay, allowed lateness, audit settle."""
+
+    period: int
+    out_of_order: int
+    lateness: int
+    settle: int
+
+
+@dataclass(slots=True)
+class Keep:
+    """What one instance keeps in Flink state: the Python object stays in PyFlink's state
+    cache between bundles and is pickled once per bundle that changed it."""
+
+    state: lc.InstanceState
+    base: int  # revisions of this key's rows start here (see first_revision)
+    book: usage.Book = field(default_factory=usage.Book)
+    pending: dict[str, lc.Observation] = field(default_factory=dict)  # exists, by message id
+    audited: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # key: at, rev, digest
+    row: tuple[int, int] = (-1, 0)  # instances row emitted: revision, digest
+    dirty: bool = False  # folded events not yet in an emitted instances row
+    timers: set[int] = field(default_factory=set)  # ms, registered and not yet fired
+    watermark: int = -lc.END  # the newest watermark this key saw, µs: it never goes back
+
+
+def instant(us: int) -> Any:
+    from pyflink.common.time import Instant
+
+    return Instant(us // 1_000_000, us % 1_000_000 * 1000)
+
+
+def digest(values: Any) -> int:
+    """Stable across processes (``hash`` of a str is not): kept per emitted row."""
+    return int.from_bytes(hashlib.blake2b(repr(values).encode(), digest_size=6).digest())
+
+
+def ceil_ms(us: int) -> int:
+    return -(-us // MS)
+
+
+class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """The per-instance state machine, usage windows and exists audit, driven by Flink."""
+
+    def __init__(self, timing: Timing, base: int = 0, rules_path: str | None = None) -> None:
+        self.timing, self.base, self.rules_path = timing, base, rules_path
+
+    def open(self, runtime_context: Any) -> None:
+        import orjson  # apache-beam's dependency: 3-4x faster than json on payloads
+        from pyflink.common import Row, Types
+        from pyflink.datastream import OutputTag
+        from pyflink.datastream.state import ValueStateDescriptor
+
+        self.loads, self.Row, self.rules = orjson.loads, Row, lc.load_rules(self.rules_path)
+        self.keep = runtime_context.get_state(
+            ValueStateDescriptor("instance", Types.PICKLED_BYTE_ARRAY()))
+        self.tags = {name: OutputTag(name, row_type(TABLES[name])) for name in OUTPUTS}
+        metrics = runtime_context.get_metrics_group()
+        self.late, self.duplicates = metrics.counter("late_events"), metrics.counter("duplicates")
+        self.newest = -lc.END  # the newest event time this subtask saw since it started
+
+    def process_element(self, r: Any, ctx: Any) -> Iterator[Any]:
+        env = Envelope(r[0], r[1], "", "", "", r[2], None, None, None, r[3], "", r[4], None, None,
+                       None, r[5], r[6], self.loads(r[7]) if r[7] else None)
+        if (obs := lc.observe(env, self.rules)) is None:
+            return
+        self.newest = max(self.newest, obs.at)
+        keep: Keep | None = self.keep.value()
+        wm = max(ctx.timer_service().current_watermark() * MS, keep.watermark if keep else -lc.END)
+        if keep is None and obs.at < wm - self.timing.lateness:
+            self.late.inc()  # too late for an instance this job no longer (or never) tracked
+            return
+        keep = keep or Keep(lc.InstanceState(obs.cell, obs.instance_id), self.base)
+        keep.watermark = wm
+        if lc.is_late(keep.state, obs):
+            self.late.inc()
+            return
+        if obs.effect.audit:
+            if obs.message_id in keep.pending or obs.key in keep.audited:
+                self.duplicates.inc()  # verified again: a row only if the verdict changed
+            keep.pending[obs.message_id] = obs
+            yield from self.settle(keep, wm, arrived=obs.message_id)
+        elif _seen(keep.state, obs):
+            self.duplicates.inc()
+        else:
+            state, book = usage.step(keep.state, keep.book, obs)
+            if state is not keep.state:
+                if (event := usage.event_row(obs)) is not None:
+                    yield self.emit("instance_events", event)
+                keep.state, keep.book, keep.dirty = state, book, True
+                if book.dirty_from is not None and book.emitted_until is not None and \
+                        book.dirty_from < book.emitted_until:  # a late event: correct now
+                    yield from self.advance(keep, wm)
+        self.schedule(keep, ctx, flush_at=obs.at)
+        self.keep.update(keep)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        keep: Keep | None = self.keep.value()
+        if keep is None:
+            return
+        keep.timers.discard(timestamp)
+        current = ctx.timer_service().current_watermark()
+        final = current >= MAX_WATERMARK
+        keep.watermark = now = max(
+            self.newest - self.timing.out_of_order if final else current * MS, keep.watermark)
+        yield from self.advance(keep, now)
+        keep.state, keep.book = usage.compact(keep.state, keep.book, self.timing.period,
+                                              now - self.timing.lateness)
+        yield from self.settle(keep, lc.END if final else now)
+        waiting = {o.key for o in keep.pending.values()}  # forget only decided exists
+        keep.audited = {k: v for k, v in keep.audited.items()
+                        if v[0] >= keep.state.horizon or k in waiting}
+        if keep.dirty:
+            yield from self.flush(keep)
+        if self.finished(keep, now):
+            self.keep.clear()
+            return
+        if not final:  # at +inf a timer fires at once, again and again
+            self.schedule(keep, ctx, flush_at=None)
+        self.keep.update(keep)
+
+    def advance(self, keep: Keep, now: int) -> Iterator[Any]:
+        keep.book, rows = usage.advance(keep.state, keep.book, self.rules, self.timing.period, now)
+        for row in rows:
+            yield self.emit("instance_usage", {**row.record(), "revision": keep.base + row.revision})
+
+    def settle(self, keep: Keep, now: int, arrived: str | None = None) -> Iterator[Any]:
+        """Verify the pending exists whose settle time passed; one that just *arrived* is
+        written at once, as ``pending`` when it must wait."""
+        for mid, obs in list(keep.pending.items()):
+            result = verify(keep.state, obs, now=now, settle=self.timing.settle,
+                            period=self.timing.period)
+            if result.status != "pending":
+                del keep.pending[mid]
+            elif mid != arrived:
+                continue
+            yield from self.audit_row(keep, obs, result)
+
+    def audit_row(self, keep: Keep, obs: lc.Observation, result: AuditResult) -> Iterator[Any]:
+        at, revision, old = keep.audited.get(obs.key, (obs.at, -1, 0))
+        new = digest((result.status, result.mismatches))
+        if new != old:
+            keep.audited[obs.key] = (at, revision + 1, new)
+            yield self.emit("usage_audit", {**result.record(), "revision": keep.base + revision + 1})
+
+    def flush(self, keep: Keep) -> Iterator[Any]:
+        row = usage.instance_row(keep.state, self.rules)
+        new, keep.dirty = digest(tuple(row.values())), False
+        if new != keep.row[1]:
+            keep.row = (keep.row[0] + 1, new)
+            yield self.emit("instances", {**row, "revision": keep.base + keep.row[0]})
+
+    def finished(self, keep: Keep, now: int) -> bool:
+        """Deleted, every period emitted, nothing pending, and past the allowed lateness."""
+        deleted = keep.state.deleted_at
+        return (deleted is not None and not keep.pending and not keep.dirty
+                and usage.next_due(keep.state, keep.book, self.timing.period) is None
+                and now >= deleted + self.timing.lateness)
+
+    def schedule(self, keep: Keep, ctx: Any, flush_at: int | None) -> None:
+        """Register the timers the instance now needs, each once."""
+        t = self.timing
+        want = {usage.next_due(keep.state, keep.book, t.period)}
+        want.update(max(o.at, o.values.get("audit_period_ending") or o.at) + t.settle
+                    for o in keep.pending.values())
+        if keep.state.deleted_at is not None:
+            want.add(keep.state.deleted_at + t.lateness)
+        due = {ceil_ms(w) for w in want if w is not None and w < lc.END}
+        if keep.dirty and flush_at is not None and \
+                not any(d <= ceil_ms(flush_at) for d in due | keep.timers):
+            due.add(ceil_ms(flush_at))  # when the watermark passes this event
+        for ms in due - keep.timers:
+            ctx.timer_service().register_event_time_timer(ms)
+            keep.timers.add(ms)
+
+    def emit(self, name: str, record: dict[str, Any]) -> tuple[Any, Any]:
+        return self.tags[name], self.Row(*(
+            instant((v - _EPOCH) // _MICRO) if isinstance(v, datetime) else v
+            for v in record.values()))
+
+
+def _seen(state: lc.InstanceState, obs: lc.Observation) -> bool:
+    """Whether *obs* (same time, same message key) is folded in already: a redelivery."""
+    samples = state.samples
+    i = bisect_left(samples, (obs.at, obs.key), key=lambda s: (s.at, s.key))
+    return i < len(samples) and (samples[i].at, samples[i].key) == (obs.at, obs.key)
+
+
+def row_type(table: TableDef) -> Any:
+    from pyflink.common import Types
+
+    kinds = {"string": Types.STRING(), "timestamptz": Types.INSTANT(), "long": Types.LONG(),
+             "int": Types.INT(), "double": Types.DOUBLE(), "boolean": Types.BOOLEAN()}
+    return Types.ROW_NAMED(table.column_names(), [kinds[c.type] for c in table.columns])
+
+
+def timing_of(config: Config) -> Timing:
+    """Period and settle from ``usage``; the allowed lateness is ``jobs.dedup_ttl_hours``,
+    the one "how far back the jobs remember" setting."""
+    return Timing(config.usage.period_us, int(config.jobs.out_of_order_s * 1e6),
+                  int(config.jobs.dedup_ttl_hours * 3600e6), int(config.usage.settle_seconds * 1e6))
+
+
+def first_revision(config: Config) -> int:
+    """One more than any revision in the tables (from the files' column bounds, no data read):
+    a run that starts without state (a first run, ``--fresh``, or after a bounded run, whose
+    checkpoints Flink discards when it finishes) re-derives rows that then outrank old ones."""
+    from stacktide.catalog import load_catalog
+
+    catalog, highest = load_catalog(config.iceberg), -1
+    for name in REVISED:
+        files = catalog.load_table(f"{config.iceberg.namespace}.{name}").inspect.files()
+        for metrics in files.column("readable_metrics").to_pylist() if files.num_rows else ():
+            highest = max(highest, (metrics["revision"] or {}).get("upper_bound") or 0)
+    return highest + 1
+
+
+def event_filter(rules: lc.Rules) -> str:
+    """SQL condition on ``event_type`` passing (a superset of) what *rules* map."""
+    exact = [e for e in rules.events if "*" not in e]
+    terms = [f"`event_type` IN ({', '.join(Literal(e).render() for e in exact)})"] if exact else []
+    terms += [f"`event_type` LIKE {Literal(e.replace('*', '%')).render()}"
+              for e in rules.events if "*" in e]
+    return " OR ".join(terms) or "FALSE"
+
+
+def build(env: StreamTableEnvironment, statements: StatementSet, config: Config, *,
+          bounded: bool, from_earliest: bool, timing: Timing | None = None,
+          rules_path: str | None = None) -> None:
+    """Add the keyed instance job to *statements*: Kafka -> SQL -> Python -> four tables.
+    *from_earliest*: read the whole topic (there is no state to resume from)."""
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag
+
+    timing = timing or timing_of(config)
+    columns = ",\n  ".join(f"`{c.name}` {flink_type(replace(c, type='string'))}"
+                           for c in ENVELOPE_COLUMNS)  # times as text: Python reads the µs
+    env.execute_sql(render(
+        "kafka_instance_notifications", table=Ident(SOURCE), columns=Raw(columns),
+        out_of_order_s=Literal(str(max(0, round(timing.out_of_order / 1e6)))),
+        idle_timeout=Literal("0 ms" if bounded else f"{int(config.jobs.idle_timeout_s * 1000)} ms"),
+        topic=Literal(config.kafka.topic("notifications")), group_id=Literal(GROUP_ID),
+        bootstrap_servers=Literal(config.kafka.bootstrap_servers),
+        startup_mode=Literal("earliest-offset" if from_earliest else "group-offsets"),
+        bounded_mode=Literal("latest-offset" if bounded else "unbounded")))
+    query = env.sql_query(render("instance_notifications", source=Ident(SOURCE),
+                                 event_filter=Raw(event_filter(lc.load_rules(rules_path)))))
+    keyed = env.to_data_stream(query).key_by(lambda r: f"{r[1]}/{r[5]}", key_type=Types.STRING())
+    function = InstanceFunction(timing, first_revision(config), rules_path)
+    out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
+    for name in OUTPUTS:
+        table, view = TABLES[name], f"instance_state_{name}"
+        stream = out.get_side_output(OutputTag(name, row_type(table)))
+        env.create_temporary_view(view, env.from_data_stream(stream))
+        statements.add_insert_sql(render(
+            "append_rows", source=Ident(view),
+            target=Ident(f"{config.iceberg.catalog_name}.{config.iceberg.namespace}.{name}"),
+            columns=Raw(", ".join(
+                f"CAST(`{c.name}` AS {flink_type(c).removesuffix(' NOT NULL')}) AS `{c.name}`"
+                if c.type == "timestamptz" else f"`{c.name}`" for c in table.columns))))

@@ -1,0 +1,289 @@
+"""Exact usage on the real stack: simulated nova traffic -> Kafka -> the jobs -> Iceberg.
+
+The simulator's ground truth (each instance's existence and running intervals, computed from
+its own model, not from events) is what ``instance_usage`` must hold, to the microsecond,
+whatever the delivery order, lateness and repetition. nova's exists must verify, except the
+ones the simulator corrupted, which must fail on the corrupted field. The big run produces
+the normalized envelopes straight to Kafka (what the bridge writes); a smaller one goes
+through RabbitMQ and the real bridge; a third one is killed mid-stream and resumed from its
+last checkpoint, and must end with the same current rows as an undisturbed run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka import Producer
+
+from connectors.bridge import Bridge
+from connectors.replay import publish
+from connectors.wire import parse
+from jobs.command import JOB_NAME, run_jobs
+from jobs.environment import latest_checkpoint
+from jobs.lifecycle import load_rules, observe, to_us
+from stacktide.catalog import load_catalog
+from stacktide.config import Config
+from stacktide.local.kafka import ensure_topics
+from stacktide.schema import Envelope
+from stacktide.simulate.cloud import Params
+from stacktide.simulate.delivery import Delivery
+from stacktide.simulate.traffic import Traffic, generate
+from stacktide.usage_report import read_current, usage_rows
+from tests.helpers import isolated
+
+pytestmark = pytest.mark.stack
+
+S = 1_000_000
+HOUR = 3600 * S
+RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
+Usage = dict[tuple[str, str, int, str], tuple[int, int]]
+
+
+def setup(stack: Config, name: str, settle_hours: float, state_dir: Path | None = None) -> Config:
+    """An isolated config whose audit waits *settle_hours*: longer than the simulated delays,
+    so an exists is verified only once the late notifications it depends on arrived."""
+    config = isolated(stack, name)
+    config = dataclasses.replace(
+        config, usage=dataclasses.replace(config.usage, settle_seconds=settle_hours * 3600))
+    if state_dir is not None:
+        config = dataclasses.replace(config, local=dataclasses.replace(config.local,
+                                                                       state_dir=state_dir))
+    ensure_topics(config)
+    return config
+
+
+def envelopes(traffic: Traffic) -> list[Envelope]:
+    out = []
+    for _, r in traffic.messages:
+        m = r.captured()
+        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
+                    received=RECEIVED)
+        assert isinstance(env, Envelope)
+        out.append(env)
+    return out
+
+
+def produce(config: Config, items: list[Envelope]) -> None:
+    """Write *items* to the notifications topic as the bridge would (key: instance uuid)."""
+    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
+    for env in items:
+        while True:
+            try:
+                producer.produce(config.kafka.topic("notifications"), key=env.kafka_key(),
+                                 value=env.to_json())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+
+def truth_usage(traffic: Traffic) -> Usage:
+    return {(i["cell"], i["instance_id"], to_us(u["period_start"]) or 0, u["flavor_id"]): (
+        int(Decimal(u["seconds"]) * S), int(Decimal(u["running_seconds"]) * S))
+        for i in traffic.truth["instances"] for u in i["usage"]}
+
+
+def table_usage(config: Config) -> Usage:
+    """Current instance_usage rows with some usage (a row corrected to nothing holds zeros)."""
+    return {(r["cell"], r["instance_id"], to_us(r["period_start"].isoformat()) or 0,
+             r["flavor_id"]): (r["microseconds"], r["running_microseconds"])
+            for r in read_current(config, "instance_usage").to_pylist()
+            if r["microseconds"] or r["running_microseconds"]}
+
+
+def check_audit(config: Config, traffic: Traffic) -> Counter[str]:
+    """Every exists the simulator sent has a current usage_audit row: verified, or failed on
+    exactly the field the simulator corrupted."""
+    corrupted = {c["message_id"]: c["field"] for c in traffic.truth["corrupted"]}
+    rows = {r["message_id"]: r for r in read_current(config, "usage_audit").to_pylist()}
+    sent = {e["message_id"] for i in traffic.truth["instances"] for e in i["exists"]}
+    assert set(rows) == sent
+    for mid, row in rows.items():
+        fields = [m["field"] for m in json.loads(row["mismatches"])]
+        if mid in corrupted:
+            assert (row["status"], fields) == ("failed", [corrupted[mid]]), row
+        else:
+            assert (row["status"], fields) == ("verified", []), row
+    return Counter(r["status"] for r in rows.values())
+
+
+def state_events(items: list[Envelope]) -> set[str]:
+    """Message ids of the notifications that make a lifecycle history row (once each)."""
+    rules = load_rules()
+    return {o.message_id for o in map(lambda e: observe(e, rules), items)
+            if o is not None and o.effect.sets}
+
+
+def test_usage_and_audit_equal_the_ground_truth(stack: Config) -> None:
+    config = setup(stack, "usage", settle_hours=5)
+    traffic = generate(Params(seed=7, instances=220, hours=72), "legacy",
+                       Delivery(7, reorder_window_s=120.0, delay_fraction=0.03,
+                                delay_hours=(1.0, 4.0), duplicate_fraction=0.05), corrupt=18)
+    items = envelopes(traffic)
+    produce(config, items)
+    assert run_jobs(config, bounded=True, fresh=True)
+
+    expected = truth_usage(traffic)
+    assert len({k[1] for k in expected}) >= 200 and max(k[2] for k in expected) >= (
+        to_us(traffic.truth["start"]) or 0) + 71 * HOUR
+    assert table_usage(config) == expected
+    assert check_audit(config, traffic)["failed"] == 18
+
+    history = load_catalog(config.iceberg).load_table(
+        f"{config.iceberg.namespace}.instance_events").scan().to_arrow()
+    assert Counter(history.column("message_id").to_pylist()) == Counter(state_events(items))
+    instances = {r["instance_id"]: r for r in read_current(config, "instances").to_pylist()}
+    truth = {i["instance_id"]: i for i in traffic.truth["instances"]}
+    assert set(instances) == set(truth)
+    for iid, row in instances.items():
+        deleted = truth[iid]["deleted_at"]
+        assert row["deleted_at"] == (None if deleted is None else datetime.fromisoformat(
+            deleted.replace("Z", "+00:00"))), iid
+        assert (row["tenant_id"], row["cell"]) == (truth[iid]["tenant_id"], truth[iid]["cell"])
+
+
+def test_through_rabbitmq_and_the_bridge(stack: Config) -> None:
+    config = setup(stack, "usagebr", settle_hours=4)
+    traffic = generate(Params(seed=5, instances=25, hours=30, cells=(config.cells[0].name,)),
+                       "both", Delivery(5, reorder_window_s=60.0, delay_fraction=0.03,
+                                        delay_hours=(1.0, 3.0), duplicate_fraction=0.05),
+                       corrupt=4)
+    bridge = Bridge(config)
+    bridge.declare()
+    messages = [r.captured() for _, r in traffic.messages]
+    assert publish(config, messages) == len(messages)
+    bridge.run(idle_exit=3.0)
+    assert bridge.cells[0].stats.forwarded == len(messages)
+    assert run_jobs(config, bounded=True, fresh=True)
+
+    assert table_usage(config) == truth_usage(traffic)
+    assert check_audit(config, traffic)["failed"] == 4
+    tenant = traffic.truth["instances"][0]["tenant_id"]
+    start = to_us(traffic.truth["start"]) or 0
+    rows = usage_rows(config, tenant=tenant, start=datetime.fromtimestamp((start + 6 * HOUR) / S, UTC),
+                      end=datetime.fromtimestamp((start + 18 * HOUR) / S, UTC))
+    want = {k: v for k, v in truth_usage(traffic).items() if start + 6 * HOUR <= k[2] <
+            start + 18 * HOUR and k[1] in {i["instance_id"] for i in traffic.truth["instances"]
+                                           if i["tenant_id"] == tenant}}
+    assert rows and {(r["cell"], r["instance_id"], to_us(r["period_start"].isoformat()),
+                      r["flavor_id"]): (r["microseconds"], r["running_microseconds"])
+                     for r in rows} == want
+
+
+def current_rows(config: Config) -> dict[str, Any]:
+    """What a reader sees: the current rows without their revision numbers (how many times a
+    row changed depends on when watermarks and checkpoints happened), the history, the
+    archive."""
+    catalog, ns = load_catalog(config.iceberg), config.iceberg.namespace
+
+    def drop(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(tuple((k, v) for k, v in r.items() if k != "revision") for r in rows)
+
+    return {
+        "usage": table_usage(config),
+        "instances": drop(read_current(config, "instances").to_pylist()),
+        "audit": drop(read_current(config, "usage_audit").to_pylist()),
+        "events": drop(catalog.load_table(f"{ns}.instance_events").scan().to_arrow().to_pylist()),
+        "archive": sorted(catalog.load_table(f"{ns}.notifications").scan(
+            selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()),
+    }
+
+
+def difference(got: Any, want: Any) -> dict[str, Any]:
+    """What only one side has, a few of each: an assertion message a person can read."""
+    a, b = (set(x.items()) if isinstance(x, dict) else set(x) for x in (got, want))
+    return {"only_restarted": sorted(a - b, key=repr)[:5], "only_undisturbed": sorted(b - a, key=repr)[:5],
+            "counts": (len(got), len(want))}
+
+
+def write_config(config: Config, path: Path) -> Path:
+    c = config
+    path.write_text(yaml.safe_dump({
+        "cells": [{"name": "cell1",
+                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{c.local.rabbitmq_port}/"}],
+        "kafka": {"bootstrap_servers": c.kafka.bootstrap_servers,
+                  "topic_prefix": c.kafka.topic_prefix},
+        "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,
+                    "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace},
+        "jobs": {"checkpoint_interval_s": c.jobs.checkpoint_interval_s},
+        "local": {"state_dir": str(c.local.state_dir), "rabbitmq_port": c.local.rabbitmq_port,
+                  "kafka_port": c.local.kafka_port,
+                  "kafka_controller_port": c.local.kafka_controller_port},
+        "usage": {"period": c.usage.period, "settle_seconds": c.usage.settle_seconds},
+    }))
+    return path
+
+
+PYFLINK_ENV = ("PYFLINK_", "_PYFLINK_", "PYTHON_LOOPBACK_", "_PYTHON_WORKER_", "FLINK_",
+               "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY")
+
+
+def fresh_environment() -> dict[str, str]:
+    """This process's environment, less what PyFlink's in-process (loopback) Python workers
+    wrote into it when an earlier test ran the jobs: a child inheriting it refuses to start
+    its JVM (PYFLINK_GATEWAY_DISABLED) or sends its Python work to this process's workers
+    (PYTHON_LOOPBACK_SERVER_ADDRESS), which hangs both once the child is killed."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(PYFLINK_ENV)}
+
+
+def committed(config: Config) -> int:
+    """Rows of the archive so far (0 until the job created the table)."""
+    catalog, ident = load_catalog(config.iceberg), f"{config.iceberg.namespace}.notifications"
+    if not catalog.table_exists(ident):
+        return 0
+    return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
+
+
+def test_killed_mid_stream_resumes_from_its_checkpoint(stack: Config, tmp_path: Path) -> None:
+    traffic = generate(Params(seed=11, instances=60, hours=48), "legacy",
+                       Delivery(11, reorder_window_s=60.0, delay_fraction=0.03,
+                                delay_hours=(1.0, 3.0), duplicate_fraction=0.05), corrupt=5)
+    items = envelopes(traffic)
+    calm = setup(stack, "calm", settle_hours=4)
+    produce(calm, items)
+    assert run_jobs(calm, bounded=True, fresh=True)
+    undisturbed = table_usage(calm)
+    assert undisturbed == truth_usage(traffic), difference(undisturbed, truth_usage(traffic))
+
+    hurt = setup(stack, "hurt", settle_hours=4, state_dir=tmp_path / "state")
+    cut = len(items) * 3 // 5
+    produce(hurt, items[:cut])
+    log = tmp_path / "jobs.log"
+    with log.open("wb") as out:
+        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config",
+                                str(write_config(hurt, tmp_path / "hurt.yaml")), "jobs", "run"],
+                               start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
+                               env=fresh_environment())
+    try:
+        deadline = time.monotonic() + 150
+        first = len({e.message_id for e in items[:cut]})
+        while committed(hurt) < first:  # the streaming job got through the first part
+            assert job.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(1.0)
+        produce(hurt, items[cut:])
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # the Python client, its JVM, its workers
+        job.wait()
+    assert committed(hurt) < len({e.message_id for e in items})  # it died mid-stream
+    assert latest_checkpoint(tmp_path / "state" / "flink" / "checkpoints" / JOB_NAME)
+    assert run_jobs(hurt, bounded=True)  # resumes from the last checkpoint the dead job left
+
+    assert table_usage(hurt) == truth_usage(traffic)
+    got, want = current_rows(hurt), current_rows(calm)
+    for part in want:
+        assert got[part] == want[part], (part, difference(got[part], want[part]))
