@@ -31,8 +31,9 @@ from confluent_kafka import Producer
 from connectors.bridge import Bridge
 from connectors.replay import publish
 from connectors.wire import parse
+from jobs import queries
 from jobs.command import JOB_NAME, run_jobs
-from jobs.environment import latest_checkpoint
+from jobs.environment import latest_checkpoint, restore_point, stopped_savepoints
 from jobs.lifecycle import load_rules, observe, to_us
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
@@ -148,11 +149,43 @@ def test_usage_and_audit_equal_the_ground_truth(stack: Config) -> None:
     instances = {r["instance_id"]: r for r in read_current(config, "instances").to_pylist()}
     truth = {i["instance_id"]: i for i in traffic.truth["instances"]}
     assert set(instances) == set(truth)
+
     for iid, row in instances.items():
         deleted = truth[iid]["deleted_at"]
         assert row["deleted_at"] == (None if deleted is None else datetime.fromisoformat(
             deleted.replace("Z", "+00:00"))), iid
         assert (row["tenant_id"], row["cell"]) == (truth[iid]["tenant_id"], truth[iid]["cell"])
+
+    # The ready Flink SQL of sql/ reads the same current rows as the pyiceberg reader.
+    per_instance: Counter[tuple[str, str]] = Counter()
+    for (cell, iid, _, _), (us, _) in expected.items():
+        per_instance[cell, iid] += us
+    rows = flink_query(config, queries.current_rows(config, "instance_usage"))
+    got: Counter[tuple[str, str]] = Counter()
+    for r in rows:
+        got[r["cell"], r["instance_id"]] += r["microseconds"]
+    assert +got == +per_instance
+    per_tenant: Counter[str] = Counter()
+    for i in traffic.truth["instances"]:
+        per_tenant[i["tenant_id"]] += per_instance[i["cell"], i["instance_id"]]
+    tenants: Counter[str] = Counter()
+    for r in flink_query(config, queries.usage_by_tenant(config)):
+        tenants[r["tenant_id"]] += r["microseconds"]
+    assert +tenants == +per_tenant
+
+
+def flink_query(config: Config, sql: str) -> list[dict[str, Any]]:
+    """Rows of *sql* run by Flink in batch mode over the Iceberg catalog."""
+    from jobs.environment import JobJars, create_table_env
+    from stacktide.local.jars import ensure_jars
+
+    jars = ensure_jars(config)
+    env = create_table_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+                           job_name="stacktide-query", batch=True)
+    result = env.execute_sql(sql)
+    names = result.get_resolved_schema().get_column_names()
+    with result.collect() as rows:
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def test_through_rabbitmq_and_the_bridge(stack: Config) -> None:
@@ -247,7 +280,9 @@ def committed(config: Config) -> int:
     return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
 
 
-def test_killed_mid_stream_resumes_from_its_checkpoint(stack: Config, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]:
+    """Traffic for the restart tests and the tables of one undisturbed bounded run over it."""
     traffic = generate(Params(seed=11, instances=60, hours=48), "legacy",
                        Delivery(11, reorder_window_s=60.0, delay_fraction=0.03,
                                 delay_hours=(1.0, 3.0), duplicate_fraction=0.05), corrupt=5)
@@ -255,10 +290,20 @@ def test_killed_mid_stream_resumes_from_its_checkpoint(stack: Config, tmp_path: 
     calm = setup(stack, "calm", settle_hours=4)
     produce(calm, items)
     assert run_jobs(calm, bounded=True, fresh=True)
-    undisturbed = table_usage(calm)
-    assert undisturbed == truth_usage(traffic), difference(undisturbed, truth_usage(traffic))
+    usage = table_usage(calm)
+    assert usage == truth_usage(traffic), difference(usage, truth_usage(traffic))
+    return traffic, items, current_rows(calm)
 
+
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+def test_stopped_mid_stream_resumes_with_the_same_tables(
+        stack: Config, tmp_path: Path, stop: str,
+        undisturbed: tuple[Traffic, list[Envelope], dict[str, Any]]) -> None:
+    """SIGKILL: the job dies and resumes from its last checkpoint. SIGTERM: it stops with a
+    savepoint and resumes from that. Either way the tables end as an undisturbed run's."""
+    traffic, items, want = undisturbed
     hurt = setup(stack, "hurt", settle_hours=4, state_dir=tmp_path / "state")
+    flink = tmp_path / "state" / "flink"
     cut = len(items) * 3 // 5
     produce(hurt, items[:cut])
     log = tmp_path / "jobs.log"
@@ -275,15 +320,23 @@ def test_killed_mid_stream_resumes_from_its_checkpoint(stack: Config, tmp_path: 
             assert time.monotonic() < deadline
             time.sleep(1.0)
         produce(hurt, items[cut:])
+        if stop == "SIGTERM":
+            job.send_signal(signal.SIGTERM)  # the client alone: it stops the job itself
+            assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)  # the Python client, its JVM, its workers
         job.wait()
-    assert committed(hurt) < len({e.message_id for e in items})  # it died mid-stream
-    assert latest_checkpoint(tmp_path / "state" / "flink" / "checkpoints" / JOB_NAME)
-    assert run_jobs(hurt, bounded=True)  # resumes from the last checkpoint the dead job left
+    if stop == "SIGKILL":
+        assert committed(hurt) < len({e.message_id for e in items})  # it died mid-stream
+        assert latest_checkpoint(flink / "checkpoints" / JOB_NAME) == restore_point(flink, JOB_NAME)
+    else:
+        assert "stopped with savepoint" in log.read_text()
+        point = restore_point(flink, JOB_NAME)
+        assert point is not None and point.parent == stopped_savepoints(flink, JOB_NAME)
+    assert run_jobs(hurt, bounded=True)  # resumes from that point
 
     assert table_usage(hurt) == truth_usage(traffic)
-    got, want = current_rows(hurt), current_rows(calm)
+    got = current_rows(hurt)
     for part in want:
         assert got[part] == want[part], (part, difference(got[part], want[part]))
