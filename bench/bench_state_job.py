@@ -52,11 +52,11 @@ from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 
 VARIANTS: dict[str, dict[str, str]] = {
-    "process, bundle 1000 (default)": {},
-    "process, bundle 100000": {"python.fn-execution.bundle.size": "100000",
-                               "python.fn-execution.bundle.time": "1000"},
-    "thread (PemJa)": {"python.execution-mode": "thread",
-                       "python.fn-execution.bundle.size": "100000"},
+    "process/bundle-1000 (default)": {},
+    "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
+                              "python.fn-execution.bundle.time": "1000"},
+    "thread/bundle-100000 (PemJa)": {"python.execution-mode": "thread",
+                                     "python.fn-execution.bundle.size": "100000"},
 }
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help="comma-separated names among: " + "; ".join(VARIANTS))
+                        help="comma-separated names among: " + ", ".join(VARIANTS))
     args = parser.parse_args()
     items = traffic(args.instances, args.hours)
     tiny = traffic(1, 1, seed=4)

@@ -9,7 +9,6 @@ broken one in the dead-letter topic with its raw bytes and reason.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -47,9 +46,6 @@ def test_every_notification_lands_once(stack: Config) -> None:
                      key=lambda s: _wire_timestamp(s.body) or datetime.max.replace(tzinfo=UTC))
     # The corpus also holds a swift middleware sample, on the 'swift' exchange.
     config = isolated(stack, "e2e", {s.exchange for s in samples})
-    # The corpus mixes samples of 2012-2024; an instance seen in 2014 and never deleted
-    # exists until the newest sample's time: daily periods keep that to ~4,000 rows each.
-    config = dataclasses.replace(config, usage=dataclasses.replace(config.usage, period="day"))
     ensure_topics(config)
     cell = config.cells[0].name
     messages = [CapturedMessage.from_wire(cell, s.exchange, s.routing_key, s.body) for s in samples]
@@ -92,17 +88,29 @@ def test_every_notification_lands_once(stack: Config) -> None:
 
     # The keyed instance job took the corpus too: every instance a lifecycle event names has
     # its current row, carrying the newest of those events.
-    rules, newest = load_rules(), {}
+    rules, newest, heard = load_rules(), dict[str, int](), dict[str, int]()
     for m in messages[:len(samples)]:
         env = parse(m.body_bytes(), cell=cell, exchange=m.exchange, routing_key=m.routing_key,
                     received=datetime.now(UTC))
         o = observe(env, rules) if isinstance(env, Envelope) else None
-        if o is not None and o.effect.sets:
-            newest[o.instance_id] = max(newest.get(o.instance_id, o.at), o.at)
+        if o is not None:
+            heard[o.instance_id] = max(heard.get(o.instance_id, o.at), o.at)
+            if o.effect.sets:
+                newest[o.instance_id] = max(newest.get(o.instance_id, o.at), o.at)
     instances = {r["instance_id"]: r for r in read_current(config, "instances").to_pylist()}
     assert newest and set(instances) == set(newest)
     for iid, at in newest.items():
         assert to_us(instances[iid]["last_event_at"].isoformat()) == at, iid
+    # The corpus spans 2012-2024 and never deletes most of its instances: their usage is held
+    # once they were not heard of for usage.max_silence_hours, not extrapolated for years.
+    silence = int(config.usage.max_silence_hours * 3600e6)
+    last_period: dict[str, int] = {}
+    for r in read_current(config, "instance_usage").to_pylist():
+        start = to_us(r["period_start"].isoformat()) or 0
+        last_period[r["instance_id"]] = max(last_period.get(r["instance_id"], start), start)
+    assert last_period and set(last_period) <= set(heard)
+    assert all(start < heard[iid] + silence for iid, start in last_period.items())
+    assert any(start >= heard[iid] + silence - 2 * 3600e6 for iid, start in last_period.items())
 
     letters = read_topic(config, "dead-letters")
     assert sorted(r.headers["stacktide.reason"].decode().split(":")[0] for r in letters) == sorted(
