@@ -201,11 +201,17 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         up to that limit: its periods after it are held until it is heard of again (then
         written in one go, exact), so a missed delete or a replay of old traffic does not
         bill an instance for years nobody saw it in."""
-        if self.timing.silence:
-            now = min(now, keep.heard + self.timing.silence)
+        if self.held(keep, now):
+            now = keep.heard + self.timing.silence
         keep.book, rows = usage.advance(keep.state, keep.book, self.rules, self.timing.period, now)
         for row in rows:
             yield self.emit("instance_usage", {**row.record(), "revision": keep.base + row.revision})
+
+    def held(self, keep: Keep, at: int) -> bool:
+        """Whether usage at *at* is held: silent too long, and not known to be deleted (a
+        deletion ends the existence, so every period up to it is known)."""
+        return bool(self.timing.silence) and keep.state.deleted_at is None and \
+            at > keep.heard + self.timing.silence
 
     def settle(self, keep: Keep, now: int, arrived: str | None = None) -> Iterator[Any]:
         """Verify the pending exists whose settle time passed; one that just *arrived* is
@@ -267,9 +273,8 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
     def schedule(self, keep: Keep, ctx: Any, flush_at: int | None) -> None:
         """Register the timers the instance now needs, each once."""
         t = self.timing
-        row_due = usage.next_due(keep.state, keep.book, t.period)  # held past the silence limit
-        want = {None if t.silence and row_due is not None and row_due > keep.heard + t.silence
-                else row_due}
+        row_due = usage.next_due(keep.state, keep.book, t.period)
+        want = {None if row_due is not None and self.held(keep, row_due) else row_due}
         want.update(max(o.at, o.values.get("audit_period_ending") or o.at) + t.settle
                     for o in keep.pending.values())
         if keep.state.deleted_at is not None:
@@ -278,10 +283,13 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
             first = usage.period_of(window[0], t.period) if keep.checked is None else keep.checked
             if first < window[1]:
                 want.add(first + t.period + t.settle)  # the next period to look for its exists
-        due = {ceil_ms(w) for w in want if w is not None and w < lc.END}
+        # Never at or before the watermark: PyFlink fires such a timer within the same advance,
+        # and one registered again there would fire forever. The next advance is soon enough.
+        floor = keep.watermark // MS + 1 if keep.watermark > -lc.END else -lc.END
+        due = {max(ceil_ms(w), floor) for w in want if w is not None and w < lc.END}
         if keep.dirty and flush_at is not None and \
-                not any(d <= ceil_ms(flush_at) for d in due | keep.timers):
-            due.add(ceil_ms(flush_at))  # when the watermark passes this event
+                not any(d <= max(ceil_ms(flush_at), floor) for d in due | keep.timers):
+            due.add(max(ceil_ms(flush_at), floor))  # when the watermark passes this event
         for ms in due - keep.timers:
             ctx.timer_service().register_event_time_timer(ms)
             keep.timers.add(ms)
