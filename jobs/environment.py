@@ -81,6 +81,9 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
         "parallelism.default": str(config.jobs.parallelism),
         "execution.checkpointing.interval": f"{int(config.jobs.checkpoint_interval_s * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
+        # A checkpoint that fails (declined while a task finishes, late on a busy machine) is
+        # skipped, not a reason to restart the job: the next one commits what it would have.
+        "execution.checkpointing.tolerable-failed-checkpoints": "10",
         "execution.checkpointing.dir": checkpoints.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "table.exec.state.ttl": f"{int(config.jobs.dedup_ttl_hours * 3600 * 1000)} ms",

@@ -175,9 +175,13 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         keep.timers.discard(timestamp)
         current = ctx.timer_service().current_watermark()
         final = current >= MAX_WATERMARK
+        # At the end of input: the newest time seen (by this subtask since it started, or by
+        # this instance, should a failover have restarted the subtask after the last element).
         keep.watermark = now = max(
-            self.newest - self.timing.out_of_order if final else current * MS, keep.watermark)
-        yield from self.advance(keep, now)
+            max(self.newest, keep.heard) - self.timing.out_of_order if final else current * MS,
+            keep.watermark)
+        deleted = final and keep.state.deleted_at is not None
+        yield from self.advance(keep, lc.END - 1 if deleted else now)  # a deletion ends usage
         keep.state, keep.book = usage.compact(keep.state, keep.book, self.timing.period,
                                               now - self.timing.lateness)
         yield from self.settle(keep, lc.END if final else now)

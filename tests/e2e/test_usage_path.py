@@ -37,6 +37,7 @@ from jobs.command import JOB_NAME, run_jobs
 from jobs.environment import latest_checkpoint, restore_point, stopped_savepoints
 from jobs.lifecycle import load_rules, observe, to_us
 from stacktide.catalog import load_catalog
+from stacktide.cli import main
 from stacktide.config import Config
 from stacktide.local.kafka import ensure_topics
 from stacktide.schema import Envelope
@@ -213,7 +214,8 @@ def flink_query(config: Config, sql: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
 
-def test_through_rabbitmq_and_the_bridge(stack: Config) -> None:
+def test_through_rabbitmq_and_the_bridge(stack: Config, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     config = setup(stack, "usagebr", settle_hours=4)
     traffic = generate(Params(seed=5, instances=25, hours=30, cells=(config.cells[0].name,)),
                        "both", Delivery(5, reorder_window_s=60.0, delay_fraction=0.03,
@@ -239,6 +241,21 @@ def test_through_rabbitmq_and_the_bridge(stack: Config) -> None:
     assert rows and {(r["cell"], r["instance_id"], to_us(r["period_start"].isoformat()),
                       r["flavor_id"]): (r["microseconds"], r["running_microseconds"])
                      for r in rows} == want
+
+    # The reader command prints the same rows, and exact totals from the integer microseconds.
+    first = datetime.fromtimestamp((start + 6 * HOUR) / S, UTC).isoformat()
+    last = datetime.fromtimestamp((start + 18 * HOUR) / S, UTC).isoformat()
+    command = ["--config", str(write_config(config, tmp_path / "c.yaml")), "usage",
+               "--tenant", tenant, "--from", first, "--to", last]
+    capsys.readouterr()
+    assert main([*command, "--output", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["rows"]) == len(want)
+    assert Decimal(doc["total"]["seconds"]) * S == sum(us for us, _ in want.values())
+    assert Decimal(doc["total"]["running_seconds"]) * S == sum(r for _, r in want.values())
+    assert main(command) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert len(text) == len(want) + 2 and text[-1].startswith(f"{len(want)} rows; total ")
 
 
 def current_rows(config: Config) -> dict[str, Any]:
