@@ -51,9 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    for signum in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C
-        signal.signal(signum, _request_stop)
-    result = run_jobs(config, bounded=args.bounded, fresh=args.fresh)
+    result = run_jobs(config, bounded=args.bounded, fresh=args.fresh, handle_signals=True)
     return 0 if result else 1
 
 
@@ -78,7 +76,7 @@ def _wait(result: Any, until: Any = None) -> None:
 
 
 def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
-             flink_options: Mapping[str, str] | None = None) -> bool:
+             flink_options: Mapping[str, str] | None = None, handle_signals: bool = False) -> bool:
     """Create the tables, then run the archive and the keyed instance job as one Flink job.
 
     *flink_options* override Flink settings (the benchmark sets Python execution mode and
@@ -122,6 +120,9 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     client = env.execute_async(JOB_NAME)
     log.info("job submitted id=%s bounded=%s", client.get_job_id(), bounded)
     result = client.get_job_execution_result()
+    if handle_signals:  # once the JVM runs: PyFlink's gateway start replaces these handlers
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C
+            signal.signal(signum, _request_stop)
     try:
         if catch_up is not None:
             groups = (notifications.GROUP_ID, instance_state.GROUP_ID)

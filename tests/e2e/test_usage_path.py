@@ -118,8 +118,13 @@ def check_audit(config: Config, traffic: Traffic,
     missing = {mid: rows.pop(mid) for mid in list(rows) if mid.startswith("missing:")}
     sent = {e["message_id"] for i in traffic.truth["instances"] for e in i["exists"]}
     assert set(rows) == sent - set(dropped)
+    # A period whose exists names the wrong period (corrupted bounds) has no valid exists.
+    misdated = {(i["cell"], i["instance_id"], to_us(e["audit_period_beginning"]) or 0)
+                for i in traffic.truth["instances"] for e in i["exists"] if e["periodic"] and
+                corrupted.get(e["message_id"]) in ("audit_period_beginning", "audit_period_ending")}
     assert {(r["cell"], r["instance_id"], to_us(r["audit_period_beginning"].isoformat()))
-            for r in missing.values()} == set(dropped.values())
+            for r in missing.values()} == set(dropped.values()) | (
+                misdated if config.usage.audit_expected else set())
     for row in missing.values():
         fields = [m["field"] for m in json.loads(row["mismatches"])]
         assert (row["status"], fields) == ("failed", ["exists"]), row
