@@ -185,9 +185,12 @@ class Operation:
     start: int | None
     end: int | None
     outcome: str  # ok, error, open (no end yet), unfinished (request closed without an end)
+    cell: str = ""
+    host: str | None = None  # where it ended (or started, when it has not ended)
 
     def record(self) -> dict[str, Any]:
         return {"operation": self.operation, "instance_id": self.instance_id,
+                "cell": self.cell, "host": self.host,
                 "start": _iso(self.start), "end": _iso(self.end),
                 "duration_s": None if self.start is None or self.end is None
                 else (self.end - self.start) / 1e6, "outcome": self.outcome}
@@ -228,7 +231,7 @@ class Timeline:
 
 def operations(events: Iterable[Event], rules: Rules, closed: bool) -> list[Operation]:
     """Pair each operation's start with its end or error, per instance, in time order."""
-    open_: dict[tuple[str, str | None], int] = {}
+    open_: dict[tuple[str, str | None], Event] = {}
     done: list[Operation] = []
     for e in events:
         phase = rules.phase(e.event_type)
@@ -237,12 +240,15 @@ def operations(events: Iterable[Event], rules: Rules, closed: bool) -> list[Oper
         name, kind = phase
         slot = (name, e.instance_id)
         if kind == "start":
-            open_[slot] = e.at  # a second start restarts the operation
+            open_[slot] = e  # a second start restarts the operation
             continue
         outcome = "error" if kind == "error" or e.fault is not None else "ok"
-        done.append(Operation(name, e.instance_id, open_.pop(slot, None), e.at, outcome))
+        start = open_.pop(slot, None)
+        done.append(Operation(name, e.instance_id, None if start is None else start.at, e.at,
+                              outcome, e.cell, e.host or (start.host if start else None)))
     left = "unfinished" if closed else "open"
-    done.extend(Operation(n, i, at, None, left) for (n, i), at in open_.items())
+    done.extend(Operation(n, i, e.at, None, left, e.cell, e.host)
+                for (n, i), e in open_.items())
     return sorted(done, key=lambda o: (o.start if o.start is not None else o.end or 0,
                                        o.operation, o.instance_id or ""))
 
