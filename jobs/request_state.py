@@ -64,6 +64,7 @@ class Keep:
     row: tuple[int, int] = (-1, 0)  # requests row emitted: revision, digest
     errors: dict[str, tuple[int, int]] = field(default_factory=dict)  # message id: rev, digest
     dirty: bool = False
+    closed: bool = False  # the row written last was closed by the inactivity timeout
     timers: set[int] = field(default_factory=set)
 
 
@@ -99,7 +100,7 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
         if not keep.timeline.add(event):
             self.duplicates.inc()
             return
-        keep.dirty = True
+        keep.dirty, keep.closed = True, False
         if event.fault is not None:
             row = rq.error_row(keep.timeline, event, self.rules)
             self.alerted.inc()
@@ -127,7 +128,7 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.keep.update(keep)
 
     def flush(self, keep: Keep, closed: bool) -> Iterator[Any]:
-        keep.dirty = False
+        keep.dirty, keep.closed = False, closed
         row = rq.request_row(keep.timeline, self.rules, closed)
         if row is None:
             return
@@ -145,17 +146,21 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
                 yield self.emit("errors", {**row, "revision": keep.base + revision + 1})
 
     def schedule(self, keep: Keep, ctx: Any, flush_at: int | None) -> None:
-        """The close timer (inactivity timeout), the clear timer, and a flush timer for a
-        change the watermark has not passed yet."""
+        """One timer at a time per request, at the earliest thing it waits for: the watermark
+        passing a change (flush), the inactivity timeout (close), the allowed lateness
+        (clear). A close timer that fires early (the request grew since) sets the next one.
+        A timer per event would fire by thousands at the end of a bounded input, each a
+        round trip to the JVM for the state."""
         last = keep.timeline.last_at
-        due = {ceil_ms(last + self.timing.timeout),
-               ceil_ms(last + self.timing.timeout + self.timing.lateness)}
-        if keep.dirty and flush_at is not None and \
-                not any(d <= ceil_ms(flush_at) for d in keep.timers):
-            due.add(ceil_ms(flush_at))
-        for ms in due - keep.timers:
-            ctx.timer_service().register_event_time_timer(ms)
-            keep.timers.add(ms)
+        want = [last + self.timing.timeout + self.timing.lateness]
+        if not keep.closed:
+            want.append(last + self.timing.timeout)
+        if keep.dirty and flush_at is not None:
+            want.append(flush_at)
+        due = ceil_ms(min(want))
+        if not any(t <= due for t in keep.timers):
+            ctx.timer_service().register_event_time_timer(due)
+            keep.timers.add(due)
 
     def emit(self, name: str, record: dict[str, Any]) -> tuple[Any, Any]:
         return self.tags[name], self.Row(*(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from connectors.wire import parse
 from jobs.command import run_jobs
 from jobs.requests import load_rules
+from stacktide.cli import main
 from stacktide.config import Config
 from stacktide.corpus import iter_samples
 from stacktide.local.kafka import ensure_topics
@@ -28,7 +30,7 @@ from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
-from tests.e2e.test_usage_path import envelopes, produce
+from tests.e2e.test_usage_path import envelopes, produce, write_config
 from tests.helpers import isolated, read_topic
 
 pytestmark = pytest.mark.stack
@@ -125,3 +127,113 @@ def test_every_error_is_alerted(landed: tuple[Config, Traffic, list[Envelope]]) 
     assert {a["message_id"] for a in alerts} == {r["message_id"] for r in errors}
     sample = next(a for a in alerts if a["exception"] == "NoValidHost")
     assert sample["message"] and isinstance(sample["preceding"], list)
+
+
+# -- the readers, on the tables the run above wrote --------------------------------------------
+
+def stacktide(landed: tuple[Config, Traffic, list[Envelope]], tmp_path: Path,
+              capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    config = landed[0]
+    code = main(["--config", str(write_config(config, tmp_path / "stacktide.yaml")), *argv])
+    return code, capsys.readouterr().out
+
+
+def failing(traffic: Traffic, kind: str) -> dict[str, Any]:
+    return next(f for f in traffic.truth["failing_requests"] if f["kind"] == kind)
+
+
+def test_reader_request_shows_the_timeline_and_the_root_cause(
+        landed: tuple[Config, Traffic, list[Envelope]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    truth = failing(landed[1], "port_failure")
+    code, out = stacktide(landed, tmp_path, capsys, "request", truth["request_id"],
+                          "--output", "json")
+    found = json.loads(out)
+    assert code == 0 and found["request"]["outcome"] == "error"
+    assert {e["message_id"] for e in found["events"]} >= set(truth["errors"])
+    assert [e["offset_s"] for e in found["events"]] == sorted(e["offset_s"] for e in found["events"])
+    assert found["events"][0]["offset_s"] == 0.0
+    assert any(e["event_type"].startswith("port.") for e in found["events"])
+    root = [e for e in found["errors"] if e["message_id"] == e["root_cause_message_id"]]
+    assert [e["exception"] for e in root] == ["PortBindingFailed"]
+    code, text = stacktide(landed, tmp_path, capsys, "request", truth["request_id"])
+    assert code == 0 and "root cause" in text and "PortBindingFailed" in text
+
+
+def test_reader_uuid_lists_an_instance_history(
+        landed: tuple[Config, Traffic, list[Envelope]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    traffic = landed[1]
+    instance = traffic.truth["instances"][0]["instance_id"]
+    sent = {r.message_id for _, r in traffic.messages if r.instance_id == instance}
+    code, out = stacktide(landed, tmp_path, capsys, "uuid", instance, "--output", "json")
+    events = json.loads(out)["events"]
+    assert code == 0 and {e["message_id"] for e in events} == sent
+    assert [e["at"] for e in events] == sorted(e["at"] for e in events)
+    first = events[len(events) // 2]["at"]
+    code, out = stacktide(landed, tmp_path, capsys, "uuid", instance, "--since", first,
+                          "--output", "json")
+    assert {e["message_id"] for e in json.loads(out)["events"]} == {
+        e["message_id"] for e in events if e["at"] >= first}
+    code, _ = stacktide(landed, tmp_path, capsys, "uuid", instance, "--cell", "nowhere")
+    assert code == 1
+
+
+def test_reader_timings_and_its_plot(
+        landed: tuple[Config, Traffic, list[Envelope]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = landed[0]
+    png = tmp_path / "timings.png"
+    code, out = stacktide(landed, tmp_path, capsys, "timings", "--output", "json",
+                          "--plot", str(png))
+    rows = {r["operation"]: r for r in json.loads(out)}
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # recomputed from the table's operations: the reader adds nothing of its own
+    durations = [o["duration_s"] for r in read(config, "requests") for o in r["operations"]
+                 if o["operation"] == "compute.instance.create" and o["duration_s"] is not None]
+    create = rows["compute.instance.create"]
+    assert create["n"] == len(durations) and create["max_s"] == max(durations)
+    assert create["min_s"] <= create["avg_s"] <= create["p97_s"] <= create["max_s"]
+    code, out = stacktide(landed, tmp_path, capsys, "timings", "compute.instance.create",
+                          "--cell", "cell2", "--output", "json")
+    [only] = json.loads(out)
+    assert only["operation"] == "compute.instance.create" and 0 < only["n"] < create["n"]
+
+
+def test_reader_errors_groups_by_masked_message(
+        landed: tuple[Config, Traffic, list[Envelope]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = landed[0]
+    code, out = stacktide(landed, tmp_path, capsys, "errors", "--output", "json",
+                          "--limit", "1000")
+    groups = json.loads(out)
+    assert code == 0 and sum(g["n"] for g in groups) == len(read(config, "errors"))
+    ports = [g for g in groups if g["exception"] == "PortBindingFailed"]
+    assert [g["masked_message"] for g in ports] == [
+        "Binding failed for port UUID, please check neutron logs for more information."]
+    assert ports[0]["n"] == 2  # one per simulated port failure, whatever their port ids
+    code, out = stacktide(landed, tmp_path, capsys, "errors", "--list", "--cell", "corpus",
+                          "--output", "json", "--limit", "1000")
+    assert {r["cell"] for r in json.loads(out)} == {"corpus"}
+
+
+def test_reader_kpi_and_its_plot(
+        landed: tuple[Config, Traffic, list[Envelope]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    png = tmp_path / "kpi.png"
+    code, out = stacktide(landed, tmp_path, capsys, "kpi", "--output", "json", "--slow", "30",
+                          "--plot", str(png))
+    found = json.loads(out)
+    assert code == 0 and png.stat().st_size > 1000
+    ops = {r["operation"]: r for r in found["operations"]}
+    create = ops["compute.instance.create"]
+    assert 0 < create["success_ratio"] < 1  # the simulated create errors fail some
+    assert create["p50_s"] <= create["p90_s"] <= create["p97_s"] <= create["max_s"]
+    assert all(r["duration_s"] > 30 for r in found["slow_requests"])
+    code, out = stacktide(landed, tmp_path, capsys, "kpi", "--by", "image", "--output", "json")
+    images = json.loads(out)["operations"]
+    assert any(r["image"] for r in images)
+    assert sum(r["n"] for r in images if r["operation"] == "compute.instance.create") == \
+        create["n"]
+    code, text = stacktide(landed, tmp_path, capsys, "kpi", "--by", "hour")
+    assert code == 0 and "operations by hour" in text
