@@ -1,8 +1,9 @@
 -- Operation KPIs: success ratio and duration percentiles (p50, p90, p97, max) of each
--- operation, overall and per cell, host, image and hour (one grouping set each; `by` names
+-- operation, overall and per cell, host, image and hour (one grouping set each; `dimension` names
 -- it, the other dimensions are NULL on its rows). DuckDB SQL over the tables as pyiceberg reads them: `requests`
 -- (current rows, `operations` as its JSON text) and `instances` (current rows, for the image).
 -- An operation counts once it ended (ok or error); open and unfinished ones are left out.
+-- One seen only as its error (no start) counts in the ratio, not in the durations.
 -- `stacktide kpi` runs it; any engine with JSON and quantiles can run its equivalent.
 WITH operations AS (
   SELECT o.operation, o.cell, o.host, o.instance_id, o.outcome, o.duration_s,
@@ -18,7 +19,7 @@ WITH operations AS (
 SELECT
   CASE WHEN grouping(op.cell) = 0 THEN 'cell' WHEN grouping(op.host) = 0 THEN 'host'
        WHEN grouping(i.image_ref) = 0 THEN 'image'
-       WHEN grouping(date_trunc('hour', op.ended)) = 0 THEN 'hour' ELSE 'operation' END AS by,
+       WHEN grouping(date_trunc('hour', op.ended)) = 0 THEN 'hour' ELSE 'operation' END AS dimension,
   op.operation,
   op.cell,
   op.host,
@@ -34,4 +35,4 @@ FROM operations op
 LEFT JOIN instances i ON i.instance_id = op.instance_id
 GROUP BY GROUPING SETS ((op.operation), (op.operation, op.cell), (op.operation, op.host),
                         (op.operation, i.image_ref), (op.operation, date_trunc('hour', op.ended)))
-ORDER BY by, operation, cell, host, image, hour
+ORDER BY dimension, operation, cell, host, image, hour

@@ -3,7 +3,8 @@
 ``sql/kpi_operations.sql``: success ratio and p50/p90/p97/max duration of each operation,
 overall and per cell, host, image and hour (``--by``); ``sql/kpi_errors.sql``: errors by
 masked message; ``sql/kpi_slow_requests.sql``: requests slower than ``--slow`` seconds.
-``--plot`` draws the distribution of operation durations per hour.
+``--plot`` draws the distribution of request durations per hour (stacky's ``kpi`` was
+end-to-end request durations).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def kpis(config: Config, args: argparse.Namespace) -> dict[str, list[dict[str, A
     instances = read_arrow(config, "instances")
     operations = [r for r in run_sql("kpi_operations", {"requests": requests,
                                                         "instances": instances})
-                  if r["by"] == args.by and (args.cell is None or r["cell"] in (None, args.cell))]
+                  if r["dimension"] == args.by and (args.cell is None or r["cell"] in (None, args.cell))]
     return {
         "operations": operations,
         "errors": run_sql("kpi_errors", {"errors": errors}),
@@ -43,28 +44,37 @@ def kpis(config: Config, args: argparse.Namespace) -> dict[str, list[dict[str, A
     }
 
 
+def num(value: float | None) -> str:
+    """A duration column: an operation seen only as an error has no duration."""
+    return f"{'-':>9}" if value is None else f"{value:>9.3f}"
+
+
 def run(args: argparse.Namespace, config: Config) -> int:
     found = kpis(config, args)
     if args.plot:
         from stacktide.readers.plot import hourly
-        from stacktide.readers.timings import durations
 
+        since, until = window(args)
         per_hour: dict[datetime, list[float]] = defaultdict(list)
-        for o in durations(config, argparse.Namespace(**{**vars(args), "operation": None})):
-            per_hour[o["start"].replace(minute=0, second=0, microsecond=0)].append(o["duration_s"])
-        hourly(args.plot, per_hour, "operation durations per hour", "seconds")
+        for r in read_arrow(config, "requests", row_filter("requests", since, until),
+                            args.cell).select(["first_at", "duration_s"]).to_pylist():
+            per_hour[r["first_at"].replace(minute=0, second=0, microsecond=0)].append(
+                r["duration_s"])
+        hourly(args.plot, per_hour, "request durations (first to last notification) per hour",
+               "seconds")
     if args.output == "json":
         print_json(found)
         return 0
     key = args.by
     print(f"operations by {key}")
-    print(f"  {'operation':<36} {key:<20} {'n':>5} {'ok %':>6} {'p50 s':>9} {'p90 s':>9} "
+    column = "" if key == "operation" else key
+    print(f"  {'operation':<36} {column:<20} {'n':>5} {'ok %':>6} {'p50 s':>9} {'p90 s':>9} "
           f"{'p97 s':>9} {'max s':>9}")
     for r in found["operations"]:
         label = when(r["hour"]) if key == "hour" else str(r[key] if key != "operation" else "")
         print(f"  {r['operation']:<36} {label[:20]:<20} {r['n']:>5} "
-              f"{100 * r['success_ratio']:>6.1f} {r['p50_s']:>9.3f} {r['p90_s']:>9.3f} "
-              f"{r['p97_s']:>9.3f} {r['max_s']:>9.3f}")
+              f"{100 * r['success_ratio']:>6.1f} {num(r['p50_s'])} {num(r['p90_s'])} "
+              f"{num(r['p97_s'])} {num(r['max_s'])}")
     print("errors by masked message")
     for g in found["errors"]:
         print(f"  {g['n']:>5}  {g['exception'] or '-'}: {g['masked_message']}")
