@@ -90,7 +90,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     result = client.get_job_execution_result()
     try:
         if catch_up is not None:
-            groups = (notifications.GROUP_ID, instance_state.GROUP_ID)
+            groups = (notifications.GROUP_ID, instance_state.GROUP_ID, request_state.GROUP_ID)
             while not caught_up(config, groups, catch_up):
                 if result.done():
                     break  # it failed: result() below raises

@@ -83,7 +83,9 @@ def test_every_failing_request_is_found_with_its_root_cause(
             assert errors[mid]["request_id"] == truth["request_id"]
             assert errors[mid]["root_cause_message_id"] == truth["root_cause_message_id"]
     # every simulated request has a row; none that did not fail is marked failed
-    sent = {str(r.message["_context_request_id"]) for _, r in traffic.messages} - {"", "None"}
+    # a request is keyed by the global id where there is one (cinder's, neutron's own ids not)
+    sent = {str(r.message.get("_context_global_request_id") or r.message["_context_request_id"])
+            for _, r in traffic.messages} - {"", "None"}
     assert sent <= set(requests)
     bad = {f["request_id"] for f in failing}
     wrong = [r for k, r in requests.items() if k in sent and k not in bad
