@@ -1,6 +1,6 @@
 """Alert latency: an error published on RabbitMQ -> its alert on ``<prefix>.alerts``.
 
-Starts a stack of its own (ports 5742/9442/9443, a temporary state dir), the bridge in a
+Starts a stack of its own (ports 5762/9462/9463, a temporary state dir), the bridge in a
 thread and ``stacktide jobs run`` (streaming, every job in one Flink job) in a subprocess,
 waits until a first alert shows the path is up, then publishes ``--n`` versioned
 ``instance.create.error`` notifications one at a time, ``--gap`` seconds apart, each in a
@@ -36,7 +36,7 @@ from connectors.bridge import Bridge, connection_parameters
 from stacktide import local
 from stacktide.config import Config, config_from_mapping
 
-PORTS = {"rabbitmq_port": 5742, "kafka_port": 9442, "kafka_controller_port": 9443}
+PORTS = {"rabbitmq_port": 5762, "kafka_port": 9462, "kafka_controller_port": 9463}
 
 
 def config_data(state: Path, checkpoint_s: float) -> dict[str, Any]:
@@ -134,6 +134,8 @@ def main() -> None:
         conn = pika.BlockingConnection(connection_parameters(config.cells[0]))
         channel = conn.channel()
         latencies: list[float] = []
+        first: list[float] = []
+        last: list[float] = []
         try:
             started = time.monotonic()
             while True:  # the path is up once a first alert comes through
@@ -154,6 +156,8 @@ def main() -> None:
             while not set(sent) <= set(alerts.seen) and time.monotonic() < deadline:
                 time.sleep(0.1)
             latencies = [alerts.seen[m] - t for m, t in sent.items() if m in alerts.seen]
+            tenth = max(1, len(latencies) // 10)
+            first, last = latencies[:tenth], latencies[-tenth:]
             missing = len(sent) - len(latencies)
         finally:
             conn.close()
@@ -176,6 +180,8 @@ def main() -> None:
         print(f"  p99    {quantile(ms, 0.99):7.0f} ms")
         print(f"  max    {max(ms):7.0f} ms")
         print(f"  within 2 s: {sum(x <= 2000 for x in ms)}/{len(ms)}")
+        print(f"  median of the first tenth {statistics.median(first) * 1000:.0f} ms, of the "
+              f"last tenth {statistics.median(last) * 1000:.0f} ms (a growing backlog shows here)")
 
 
 if __name__ == "__main__":

@@ -168,6 +168,20 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
             for v in (record[c] for c in TABLES[name].column_names())))
 
 
+def bundle_time(stream_env: Any, ms: int) -> None:
+    """Let Python operators hold input at most *ms* before processing it, unless the Flink
+    settings say otherwise: at Flink's default (1 s) an alert could wait that long."""
+    from pyflink.common import Configuration
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    key = "python.fn-execution.bundle.time"
+    if get_j_env_configuration(stream_env._j_stream_execution_environment).containsKey(key):
+        return
+    conf = Configuration()
+    conf.set_string(key, str(ms))
+    stream_env.configure(conf)
+
+
 def alert_type() -> Any:
     from pyflink.common import Types
 
@@ -222,7 +236,9 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
         bounded_mode=Literal("latest-offset" if bounded else "unbounded")))
     query = env.sql_query(render("request_notifications", source=Ident(SOURCE),
                                  error_filter=Raw(error_filter(rules))))
-    keyed = env.to_data_stream(query).key_by(
+    stream = env.to_data_stream(query)
+    bundle_time(stream.get_execution_environment(), rules.python_bundle_ms)
+    keyed = stream.key_by(
         lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}", key_type=Types.STRING())
     function = RequestFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)

@@ -40,6 +40,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Rules:
     timeout_us: int
     preceding_max: int
+    python_bundle_ms: int
     error_priorities: frozenset[str]
     error_event_types: tuple[str, ...]
     starts: tuple[str, ...]
@@ -71,14 +72,16 @@ def load_rules(path: str | Path | None = None) -> Rules:
     if not isinstance(data, dict):
         raise ConfigError(file, "(top level)", "a mapping", data)
     r = _Reader(file, data, "")
-    r.unknown({"inactivity_timeout_s", "preceding_max", "error_priorities", "error_event_types",
-               "operation_start", "operation_end", "operation_error", "legacy_exceptions"})
+    r.unknown({"inactivity_timeout_s", "preceding_max", "python_bundle_ms", "error_priorities",
+               "error_event_types", "operation_start", "operation_end", "operation_error",
+               "legacy_exceptions"})
     legacy = r.section("legacy_exceptions").data
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in legacy.items()):
         raise r.fail("legacy_exceptions", "a mapping of message patterns to class names", legacy)
     return Rules(
         timeout_us=int(r.positive("inactivity_timeout_s", float, 900.0) * 1e6),
         preceding_max=r.positive("preceding_max", int, 50, zero_ok=True),
+        python_bundle_ms=r.positive("python_bundle_ms", int, 1000),
         error_priorities=frozenset(r.names("error_priorities", ("error", "critical"))),
         error_event_types=r.names("error_event_types", ("*.error",)),
         starts=r.names("operation_start", (".start",)),
