@@ -237,7 +237,8 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
     query = env.sql_query(render("request_notifications", source=Ident(SOURCE),
                                  error_filter=Raw(error_filter(rules))))
     stream = env.to_data_stream(query)
-    bundle_time(stream.get_execution_environment(), rules.python_bundle_ms)
+    if not bounded:  # a bounded run replays: throughput matters there, not an alert's delay
+        bundle_time(stream.get_execution_environment(), rules.python_bundle_ms)
     keyed = stream.key_by(
         lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}", key_type=Types.STRING())
     function = RequestFunction(timing, first_revision(config), rules_path)
