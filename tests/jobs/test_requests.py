@@ -192,3 +192,36 @@ def test_legacy_scheduler_failure_is_no_valid_host() -> None:
                                      "instance 1b2c", "code": 500}}, "method": "run_instance"}
     assert fault_of(payload, RULES) == Fault(
         "NoValidHost", "Exceeded max scheduling attempts 3 for instance 1b2c", "500")
+
+
+def test_the_simulated_failures_fold_to_their_ground_truth() -> None:
+    """Every failing request the simulator knows is an error with its root cause; every other
+    simulated request is not, whatever the delivery order and repetition."""
+    from stacktide.simulate.cloud import Params
+    from stacktide.simulate.delivery import Delivery
+    from stacktide.simulate.traffic import generate
+
+    traffic = generate(Params(seed=9, instances=40, hours=6), "both",
+                       Delivery(9, reorder_window_s=60.0, duplicate_fraction=0.1), failures=1)
+    timelines: dict[str, Timeline] = {}
+    for _, r in traffic.messages:
+        m = r.captured()
+        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange,
+                    routing_key=m.routing_key, received=NOW)
+        assert isinstance(env, Envelope)
+        key = group_key(env.global_request_id, env.request_id) or env.message_id
+        timelines.setdefault(key, Timeline(key)).add(observe(env, RULES))
+    failing = {f["request_id"]: f for f in traffic.truth["failing_requests"]}
+    assert {f["kind"] for f in failing.values()} >= {
+        "no_valid_host", "compute_error", "volume_attach", "port_failure"}
+    for key, t in timelines.items():
+        row = request_row(t, RULES, closed=True)
+        assert row is not None
+        if key in failing:
+            assert row["outcome"] == "error"
+            assert row["root_cause_message_id"] == failing[key]["root_cause_message_id"]
+            root = next(e for e in error_rows(t, RULES)
+                        if e["message_id"] == row["root_cause_message_id"])
+            assert root["exception"] == failing[key]["exception"]
+        else:
+            assert row["outcome"] == "ok", row
