@@ -84,7 +84,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     DataStream whose outputs are inserted by the same statement set, attached to the
     DataStream environment: one job graph, one checkpoint for both.
     """
-    from jobs import instance_state, notifications
+    from jobs import instance_state, notifications, request_state
     from jobs.environment import (
         JobJars,
         create_stream_env,
@@ -115,6 +115,8 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     notifications.build(t_env, statements, config, bounded=sources_bounded)
     instance_state.build(t_env, statements, config, bounded=sources_bounded,
                          from_earliest=restore is None)
+    request_state.build(t_env, statements, config, bounded=sources_bounded,
+                        from_earliest=restore is None)
     statements.attach_as_datastream()
     started = time.monotonic()
     client = env.execute_async(JOB_NAME)
@@ -125,7 +127,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
             signal.signal(signum, _request_stop)
     try:
         if catch_up is not None:
-            groups = (notifications.GROUP_ID, instance_state.GROUP_ID)
+            groups = (notifications.GROUP_ID, instance_state.GROUP_ID, request_state.GROUP_ID)
             _wait(result, until=lambda: caught_up(config, groups, catch_up))
             log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
             if not result.done():

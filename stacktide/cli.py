@@ -29,6 +29,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("jobs.command", "run the PyFlink jobs"),
     "demo": ("stacktide.demo", "stack up, sample traffic, jobs, and what landed in Iceberg"),
     "usage": ("stacktide.usage_report", "exact usage of a tenant or an instance per period, from Iceberg"),
+    "uuid": ("stacktide.readers.instance", "every notification about one instance, in time order"),
+    "request": ("stacktide.readers.request", "one request's timeline: operations, events, errors"),
+    "timings": ("stacktide.readers.timings", "N, min, max, avg, p97 of each operation's duration"),
+    "errors": ("stacktide.readers.errors", "recent errors, grouped by masked message"),
+    "kpi": ("stacktide.readers.kpi", "success ratio, duration percentiles, errors, slow requests"),
 }
 
 

@@ -251,6 +251,50 @@ USAGE_AUDIT = TableDef(
     doc="nova's compute.instance.exists verified against what the stream saw",
 )
 
+_REQUEST_DOCS = {
+    "request_id": "the request: global_request_id when the notifications carry one, else request_id",
+    "global_request_id": "cross-service request id, when any notification carried one",
+    "first_at": "time of the request's first notification", "last_at": "time of its last one",
+    "duration_s": "last_at - first_at, seconds",
+    "cells": "JSON list of the cells its notifications came from",
+    "services": "JSON list of the services that published them",
+    "hosts": "JSON list of the publishing hosts", "instance_ids": "JSON list of the instances",
+    "tenant_id": "project of the request", "event_count": "notifications in the request",
+    "error_count": "error notifications in the request",
+    "outcome": "ok, error, or open (an operation runs, or the inactivity timeout has not passed)",
+    "operations": "JSON list of {operation, instance_id, start, end, duration_s, outcome}",
+    "root_cause_message_id": "message id of the request's first error",
+    "message_id": "oslo message id of the error notification",
+    "at": "the error notification's own time", "cell": "the cell it came from",
+    "event_type": "e.g. compute.instance.create.error", "priority": "lower-case oslo priority",
+    "service": "publishing service", "host": "publishing host",
+    "instance_id": "the instance concerned", "exception": "exception class, when named",
+    "message": "the exception's message", "code": "code (exception.kwargs.code, payload code)",
+    "preceding": "JSON list of the request's earlier events: {event_type, at, host, message_id}",
+}
+
+REQUESTS = TableDef(
+    name="requests",
+    columns=_columns(
+        "request_id:string! global_request_id:string first_at:timestamptz last_at:timestamptz "
+        "duration_s:double cells:string services:string hosts:string instance_ids:string "
+        "tenant_id:string event_count:int error_count:int outcome:string! operations:string "
+        "root_cause_message_id:string", _REQUEST_DOCS),
+    identifier=("request_id",),
+    doc="request timelines: every notification of a request, operations paired and timed",
+)
+
+ERRORS = TableDef(
+    name="errors",
+    columns=_columns(
+        "message_id:string! at:timestamptz cell:string event_type:string priority:string "
+        "service:string host:string request_id:string instance_id:string tenant_id:string "
+        "exception:string message:string code:string root_cause_message_id:string "
+        "preceding:string", _REQUEST_DOCS),
+    identifier=("message_id",),
+    doc="error notifications correlated with their request",
+)
+
 REVISION = Column("revision", "int", "0 when the key's row was first written, +1 each time it "
                   "changed (state, late correction, settled audit); the highest per key is current")
 
@@ -268,7 +312,7 @@ def with_revision(table: TableDef) -> TableDef:
 # What is stored: the row definitions above, plus `revision` where a key's row is re-appended.
 TABLES: dict[str, TableDef] = {t.name: t for t in (
     NOTIFICATIONS, with_revision(INSTANCES), INSTANCE_EVENTS, INSTANCE_USAGE,
-    with_revision(USAGE_AUDIT))}
+    with_revision(USAGE_AUDIT), with_revision(REQUESTS), with_revision(ERRORS))}
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 90.0
-TOPICS = ("notifications", "samples", "dead-letters")
+TOPICS = ("notifications", "samples", "dead-letters", "alerts")
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Per-topic configs at creation. The bridge's producer sends up to 16 MiB: an 8 MB
 # notification (the parser's limit) or a dead letter of a body that large must fit,

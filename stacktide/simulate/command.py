@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--delay-hours", default="1,6", help="late by a uniform delay in LOW,HIGH hours")
     add("--duplicate-fraction", type=float, default=0.0, help="share delivered twice")
     add("--corrupt-exists", type=int, default=0, help="periodic exists to corrupt on purpose")
+    add("--failures", type=int, default=0,
+        help="failing requests of each kind (NoValidHost, compute, cinder, neutron) to add")
     add("--output", type=Path, default=None, help="capture file (.jsonl) to write")
     add("--truth", type=Path, default=None, help="ground-truth JSON file to write")
     add("--publish", action="store_true", help="publish to the configured cells' RabbitMQ")
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         raise StacktideError("simulate: say where to: --output, --truth and/or --publish")
     params, delivery = params_from(args, config)
     started = time.monotonic()
-    traffic = generate(params, args.format, delivery, args.corrupt_exists)
+    traffic = generate(params, args.format, delivery, args.corrupt_exists,
+                       max(0, args.failures))
     captured = [r.captured(args.envelope) for _, r in traffic.messages]
     if args.output:
         with args.output.open("w", encoding="utf-8") as f:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stacktide.schema import format_time
+from stacktide.simulate import failures as fail
 from stacktide.simulate.cloud import Cloud, Params, simulate
 from stacktide.simulate.delivery import Delivery, deliver
 from stacktide.simulate.model import SECOND
@@ -31,12 +32,13 @@ _VERSIONED_FIELD = {"instance_type_id": "flavor_id", "os_distro": "os_architectu
 @dataclass(slots=True)
 class Traffic:
     cloud: Cloud
-    messages: list[tuple[int, Rendered]]  # (delivery time, message), in delivery order
+    messages: list[tuple[int, Rendered | fail.Message]]  # (delivery time, message), in order
     truth: dict[str, Any] = field(default_factory=dict)
 
 
 def generate(params: Params, fmt: str = "legacy", delivery: Delivery | None = None,
-             corrupt: int = 0) -> Traffic:
+             corrupt: int = 0, failures: int = 0) -> Traffic:
+    """*failures*: failing requests of each kind of :mod:`.failures` added to the traffic."""
     cloud = simulate(params)
     renderer = Renderer(params.seed, fmt)
     rendered: list[Rendered] = []
@@ -61,7 +63,15 @@ def generate(params: Params, fmt: str = "legacy", delivery: Delivery | None = No
            "end": format_time(_dt(params.end)), "period": params.period, "format": fmt,
            "audit": params.audit, "messages": len(rendered), "instances": instances,
            "corrupted": corrupted}
-    ordered = deliver(rendered, [r.at for r in rendered], delivery or Delivery(params.seed))
+    failing = fail.base_failures(rendered)
+    items: list[Rendered | fail.Message] = [*rendered]
+    if failures:
+        extra, made = fail.generate(params.seed, params.cells, params.start, params.end,
+                                    failures)
+        items = sorted([*rendered, *extra], key=lambda r: (r.at, r.instance_id, r.fmt))
+        failing += made
+    doc["failing_requests"] = failing
+    ordered = deliver(items, [r.at for r in items], delivery or Delivery(params.seed))
     return Traffic(cloud, ordered, doc)
 
 

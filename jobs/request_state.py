@@ -1,0 +1,262 @@
+"""The request job: one timeline per request, inside the jobs' Flink job.
+
+Kafka -> SQL (notifications with a request id, and every error; event time from
+``generated``) -> DataStream keyed by :func:`jobs.requests.group_key` -> :class:`RequestFunction`,
+which drives the pure core (jobs/requests.py) -> side outputs -> ``requests`` and ``errors``
+in Iceberg, appended with revisions, and ``<prefix>.alerts`` on Kafka.
+
+An error is written and alerted the moment it arrives, correlated with what its request
+holds so far; when more of the request arrives (an error can come before the events that
+led to it), its row is written again with a higher revision, not alerted again. A request's
+row waits for the watermark: it is written when the watermark passes its newest event (a
+burst of notifications makes one row) and again when its inactivity timeout passes, which
+closes it (``open`` -> ``ok``/``error``). Its state is kept for the allowed lateness after
+that (``jobs.dedup_ttl_hours``), so a late event still corrects the row, then cleared.
+
+At the end of a bounded input the watermark jumps to +inf; the job then takes the newest
+event time seen minus the out-of-orderness as "now", as the instance job does: a request
+that a streaming run would still hold open stays open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from jobs import requests as rq
+from jobs.instance_state import _EPOCH, _MICRO, MAX_WATERMARK, MS, ceil_ms, digest, instant, row_type
+from jobs.sqlfile import Ident, Literal, Raw, render
+from stacktide.config import Config
+from stacktide.schema import ENVELOPE_COLUMNS, TABLES, Envelope, flink_type
+
+if TYPE_CHECKING:
+    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.table import StatementSet, StreamTableEnvironment
+else:
+    from pyflink.datastream import KeyedProcessFunction
+
+UID = "request-state"  # operator uid: keep it, or a restart cannot find the state
+SOURCE, GROUP_ID = "kafka_request_notifications", "stacktide-jobs-requests"
+OUTPUTS = ("requests", "errors")
+ALERTS = "alerts"
+NEVER = -(2**62)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """In µs: watermark delay, inactivity timeout, allowed lateness."""
+
+    out_of_order: int
+    timeout: int
+    lateness: int
+
+
+@dataclass(slots=True)
+class Keep:
+    """What one request keeps in Flink state."""
+
+    timeline: rq.Timeline
+    base: int
+    row: tuple[int, int] = (-1, 0)  # requests row emitted: revision, digest
+    errors: dict[str, tuple[int, int]] = field(default_factory=dict)  # message id: rev, digest
+    dirty: bool = False
+    closed: bool = False  # the row written last was closed by the inactivity timeout
+    timers: set[int] = field(default_factory=set)
+
+
+class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
+    """Folds a request's notifications; writes its row, its errors and their alerts."""
+
+    def __init__(self, timing: Timing, base: int = 0, rules_path: str | None = None) -> None:
+        self.timing, self.base, self.rules_path = timing, base, rules_path
+
+    def open(self, runtime_context: Any) -> None:
+        from pyflink.common import Row, Types
+        from pyflink.datastream import OutputTag
+        from pyflink.datastream.state import ValueStateDescriptor
+
+        self.Row, self.rules = Row, rq.load_rules(self.rules_path)
+        self.keep = runtime_context.get_state(
+            ValueStateDescriptor("request", Types.PICKLED_BYTE_ARRAY()))
+        self.tags = {name: OutputTag(name, row_type(TABLES[name])) for name in OUTPUTS}
+        self.tags[ALERTS] = OutputTag(ALERTS, alert_type())
+        metrics = runtime_context.get_metrics_group()
+        self.duplicates, self.alerted = metrics.counter("duplicates"), metrics.counter("alerts")
+        self.newest = NEVER
+
+    def process_element(self, r: Any, ctx: Any) -> Iterator[Any]:
+        payload = orjson.loads(r[11]) if r[11] else None
+        env = Envelope(r[0], r[1], "", "", r[3] or "", r[2], None, r[4], r[5], r[6], "", r[7],
+                       r[8], r[10], None, r[9], "legacy", payload)
+        event = rq.observe(env, self.rules)
+        self.newest = max(self.newest, event.at)
+        key = rq.group_key(event.global_request_id, event.request_id) or f"message:{r[0]}"
+        keep: Keep | None = self.keep.value()
+        keep = keep or Keep(rq.Timeline(key), self.base)
+        if not keep.timeline.add(event):
+            self.duplicates.inc()
+            return
+        keep.dirty, keep.closed = True, False
+        if event.fault is not None:
+            row = rq.error_row(keep.timeline, event, self.rules)
+            self.alerted.inc()
+            yield self.tags[ALERTS], self.Row(key, orjson.dumps(rq.alert(row)).decode())
+        if any(e.order > event.order for e in keep.timeline.errors()) or event.fault:
+            yield from self.errors(keep)  # an error's past or root cause changed
+        self.schedule(keep, ctx, flush_at=event.at)
+        self.keep.update(keep)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        keep: Keep | None = self.keep.value()
+        if keep is None:
+            return
+        keep.timers.discard(timestamp)
+        current = ctx.timer_service().current_watermark()
+        final = current >= MAX_WATERMARK
+        now = self.newest - self.timing.out_of_order if final else current * MS
+        closed = now >= keep.timeline.last_at + self.timing.timeout
+        yield from self.flush(keep, closed)
+        if not final and now >= keep.timeline.last_at + self.timing.timeout + self.timing.lateness:
+            self.keep.clear()
+            return
+        if not final:  # at +inf a timer fires at once, again and again
+            self.schedule(keep, ctx, flush_at=None)
+        self.keep.update(keep)
+
+    def flush(self, keep: Keep, closed: bool) -> Iterator[Any]:
+        keep.dirty, keep.closed = False, closed
+        row = rq.request_row(keep.timeline, self.rules, closed)
+        if row is None:
+            return
+        new = digest(tuple(row.values()))
+        if new != keep.row[1]:
+            keep.row = (keep.row[0] + 1, new)
+            yield self.emit("requests", {**row, "revision": keep.base + keep.row[0]})
+
+    def errors(self, keep: Keep) -> Iterator[Any]:
+        for row in rq.error_rows(keep.timeline, self.rules):
+            revision, old = keep.errors.get(row["message_id"], (-1, 0))
+            new = digest(tuple(row.values()))
+            if new != old:
+                keep.errors[row["message_id"]] = (revision + 1, new)
+                yield self.emit("errors", {**row, "revision": keep.base + revision + 1})
+
+    def schedule(self, keep: Keep, ctx: Any, flush_at: int | None) -> None:
+        """One timer at a time per request, at the earliest thing it waits for: the watermark
+        passing a change (flush), the inactivity timeout (close), the allowed lateness
+        (clear). A close timer that fires early (the request grew since) sets the next one.
+        A timer per event would fire by thousands at the end of a bounded input, each a
+        round trip to the JVM for the state."""
+        last = keep.timeline.last_at
+        want = [last + self.timing.timeout + self.timing.lateness]
+        if not keep.closed:
+            want.append(last + self.timing.timeout)
+        if keep.dirty and flush_at is not None:
+            want.append(flush_at)
+        due = ceil_ms(min(want))
+        if not any(t <= due for t in keep.timers):
+            ctx.timer_service().register_event_time_timer(due)
+            keep.timers.add(due)
+
+    def emit(self, name: str, record: dict[str, Any]) -> tuple[Any, Any]:
+        return self.tags[name], self.Row(*(
+            instant((v - _EPOCH) // _MICRO) if isinstance(v, datetime) else v
+            for v in (record[c] for c in TABLES[name].column_names())))
+
+
+def bundle_time(stream_env: Any, ms: int) -> None:
+    """Let Python operators hold input at most *ms* before processing it, unless the Flink
+    settings say otherwise: at Flink's default (1 s) an alert could wait that long."""
+    from pyflink.common import Configuration
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    key = "python.fn-execution.bundle.time"
+    if get_j_env_configuration(stream_env._j_stream_execution_environment).containsKey(key):
+        return
+    conf = Configuration()
+    conf.set_string(key, str(ms))
+    stream_env.configure(conf)
+
+
+def alert_type() -> Any:
+    from pyflink.common import Types
+
+    return Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
+
+
+def timing_of(config: Config, rules: rq.Rules) -> Timing:
+    return Timing(int(config.jobs.out_of_order_s * 1e6), rules.timeout_us,
+                  int(config.jobs.dedup_ttl_hours * 3600e6))
+
+
+def first_revision(config: Config) -> int:
+    """One more than any revision in ``requests`` and ``errors`` (see
+    :func:`jobs.instance_state.first_revision`: a run without state outranks old rows)."""
+    from stacktide.catalog import load_catalog
+
+    catalog, highest = load_catalog(config.iceberg), -1
+    for name in OUTPUTS:
+        files = catalog.load_table(f"{config.iceberg.namespace}.{name}").inspect.files()
+        for metrics in files.column("readable_metrics").to_pylist() if files.num_rows else ():
+            highest = max(highest, (metrics["revision"] or {}).get("upper_bound") or 0)
+    return highest + 1
+
+
+def error_filter(rules: rq.Rules) -> str:
+    """SQL condition: the notification is an error by *rules*."""
+    priorities = ", ".join(Literal(p).render() for p in sorted(rules.error_priorities))
+    terms = [f"LOWER(`priority`) IN ({priorities})"] if priorities else []
+    terms += [f"`event_type` LIKE {Literal(p.replace('*', '%')).render()}"
+              if "*" in p else f"`event_type` = {Literal(p).render()}"
+              for p in rules.error_event_types]
+    return "(" + (" OR ".join(terms) or "FALSE") + ")"
+
+
+def build(env: StreamTableEnvironment, statements: StatementSet, config: Config, *,
+          bounded: bool, from_earliest: bool, rules_path: str | None = None) -> None:
+    """Add the request job to *statements*: Kafka -> SQL -> Python -> two tables + alerts."""
+    from pyflink.common import Types
+    from pyflink.datastream import OutputTag
+
+    rules = rq.load_rules(rules_path)
+    timing = timing_of(config, rules)
+    columns = ",\n  ".join(f"`{c.name}` {flink_type(replace(c, type='string'))}"
+                           for c in ENVELOPE_COLUMNS)
+    env.execute_sql(render(
+        "kafka_instance_notifications", table=Ident(SOURCE), columns=Raw(columns),
+        out_of_order_s=Literal(str(max(0, round(timing.out_of_order / 1e6)))),
+        idle_timeout=Literal("0 ms" if bounded else f"{int(config.jobs.idle_timeout_s * 1000)} ms"),
+        topic=Literal(config.kafka.topic("notifications")), group_id=Literal(GROUP_ID),
+        bootstrap_servers=Literal(config.kafka.bootstrap_servers),
+        startup_mode=Literal("earliest-offset" if from_earliest else "group-offsets"),
+        bounded_mode=Literal("latest-offset" if bounded else "unbounded")))
+    query = env.sql_query(render("request_notifications", source=Ident(SOURCE),
+                                 error_filter=Raw(error_filter(rules))))
+    stream = env.to_data_stream(query)
+    if not bounded:  # a bounded run replays: throughput matters there, not an alert's delay
+        bundle_time(stream.get_execution_environment(), rules.python_bundle_ms)
+    keyed = stream.key_by(
+        lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}", key_type=Types.STRING())
+    function = RequestFunction(timing, first_revision(config), rules_path)
+    out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
+    for name in OUTPUTS:
+        table, view = TABLES[name], f"request_state_{name}"
+        stream = out.get_side_output(OutputTag(name, row_type(table)))
+        env.create_temporary_view(view, env.from_data_stream(stream))
+        statements.add_insert_sql(render(
+            "append_rows", source=Ident(view),
+            target=Ident(f"{config.iceberg.catalog_name}.{config.iceberg.namespace}.{name}"),
+            columns=Raw(", ".join(
+                f"CAST(`{c.name}` AS {flink_type(c).removesuffix(' NOT NULL')}) AS `{c.name}`"
+                if c.type == "timestamptz" else f"`{c.name}`" for c in table.columns))))
+    alerts = out.get_side_output(OutputTag(ALERTS, alert_type()))
+    env.create_temporary_view("request_state_alerts", env.from_data_stream(alerts))
+    env.execute_sql(render(
+        "kafka_alerts", table=Ident("kafka_alerts"), topic=Literal(config.kafka.topic(ALERTS)),
+        bootstrap_servers=Literal(config.kafka.bootstrap_servers)))
+    statements.add_insert_sql("INSERT INTO `kafka_alerts` SELECT `key`, `value` "
+                              "FROM `request_state_alerts`")
