@@ -55,9 +55,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "process/bundle-1000 (default)": {},
     "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
                               "python.fn-execution.bundle.time": "1000"},
-    "thread/bundle-100000 (PemJa)": {"python.execution-mode": "thread",
-                                     "python.fn-execution.bundle.size": "100000"},
 }
+# Not a variant: python.execution-mode thread (PemJa) fails on this job with "Could not forward
+# element to next operator" from the chained side-output operators, and restarts forever.
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
 
 
