@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ from jobs import usage
 from jobs.audit import AuditResult, Mismatch, missing_exists, periodic, verify
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import ENVELOPE_COLUMNS, TABLES, Envelope, TableDef, flink_type
+from stacktide.schema import TABLES, Envelope, TableDef
 
 if TYPE_CHECKING:
     from pyflink.datastream import KeyedProcessFunction
@@ -360,31 +360,15 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
     """Add the keyed instance job to *statements*: Kafka -> SQL -> Python -> four tables.
     *from_earliest*: read the whole topic (there is no state to resume from)."""
     from pyflink.common import Types
-    from pyflink.datastream import OutputTag
+
+    from jobs.keyed_source import append_side_outputs, declare_source
 
     timing = timing or timing_of(config)
-    columns = ",\n  ".join(f"`{c.name}` {flink_type(replace(c, type='string'))}"
-                           for c in ENVELOPE_COLUMNS)  # times as text: Python reads the µs
-    env.execute_sql(render(
-        "kafka_instance_notifications", table=Ident(SOURCE), columns=Raw(columns),
-        out_of_order_s=Literal(str(max(0, round(timing.out_of_order / 1e6)))),
-        idle_timeout=Literal("0 ms" if bounded else f"{int(config.jobs.idle_timeout_s * 1000)} ms"),
-        topic=Literal(config.kafka.topic("notifications")), group_id=Literal(GROUP_ID),
-        bootstrap_servers=Literal(config.kafka.bootstrap_servers),
-        startup_mode=Literal("earliest-offset" if from_earliest else "group-offsets"),
-        bounded_mode=Literal("latest-offset" if bounded else "unbounded")))
+    declare_source(env, config, table=SOURCE, group_id=GROUP_ID, out_of_order_us=timing.out_of_order,
+                   bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("instance_notifications", source=Ident(SOURCE),
                                  event_filter=Raw(event_filter(lc.load_rules(rules_path)))))
     keyed = env.to_data_stream(query).key_by(lambda r: f"{r[1]}/{r[5]}", key_type=Types.STRING())
     function = InstanceFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
-    for name in OUTPUTS:
-        table, view = TABLES[name], f"instance_state_{name}"
-        stream = out.get_side_output(OutputTag(name, row_type(table)))
-        env.create_temporary_view(view, env.from_data_stream(stream))
-        statements.add_insert_sql(render(
-            "append_rows", source=Ident(view),
-            target=Ident(f"{config.iceberg.catalog_name}.{config.iceberg.namespace}.{name}"),
-            columns=Raw(", ".join(
-                f"CAST(`{c.name}` AS {flink_type(c).removesuffix(' NOT NULL')}) AS `{c.name}`"
-                if c.type == "timestamptz" else f"`{c.name}`" for c in table.columns))))
+    append_side_outputs(env, statements, config, out, OUTPUTS, "instance_state")

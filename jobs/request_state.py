@@ -21,7 +21,7 @@ that a streaming run would still hold open stays open.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from jobs import requests as rq
 from jobs.instance_state import _EPOCH, _MICRO, MAX_WATERMARK, MS, ceil_ms, digest, instant, row_type
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import ENVELOPE_COLUMNS, TABLES, Envelope, flink_type
+from stacktide.schema import TABLES, Envelope
 
 if TYPE_CHECKING:
     from pyflink.datastream import KeyedProcessFunction
@@ -222,18 +222,12 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
+    from jobs.keyed_source import append_side_outputs, declare_source
+
     rules = rq.load_rules(rules_path)
     timing = timing_of(config, rules)
-    columns = ",\n  ".join(f"`{c.name}` {flink_type(replace(c, type='string'))}"
-                           for c in ENVELOPE_COLUMNS)
-    env.execute_sql(render(
-        "kafka_instance_notifications", table=Ident(SOURCE), columns=Raw(columns),
-        out_of_order_s=Literal(str(max(0, round(timing.out_of_order / 1e6)))),
-        idle_timeout=Literal("0 ms" if bounded else f"{int(config.jobs.idle_timeout_s * 1000)} ms"),
-        topic=Literal(config.kafka.topic("notifications")), group_id=Literal(GROUP_ID),
-        bootstrap_servers=Literal(config.kafka.bootstrap_servers),
-        startup_mode=Literal("earliest-offset" if from_earliest else "group-offsets"),
-        bounded_mode=Literal("latest-offset" if bounded else "unbounded")))
+    declare_source(env, config, table=SOURCE, group_id=GROUP_ID, out_of_order_us=timing.out_of_order,
+                   bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("request_notifications", source=Ident(SOURCE),
                                  error_filter=Raw(error_filter(rules))))
     stream = env.to_data_stream(query)
@@ -243,16 +237,7 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
         lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}", key_type=Types.STRING())
     function = RequestFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
-    for name in OUTPUTS:
-        table, view = TABLES[name], f"request_state_{name}"
-        stream = out.get_side_output(OutputTag(name, row_type(table)))
-        env.create_temporary_view(view, env.from_data_stream(stream))
-        statements.add_insert_sql(render(
-            "append_rows", source=Ident(view),
-            target=Ident(f"{config.iceberg.catalog_name}.{config.iceberg.namespace}.{name}"),
-            columns=Raw(", ".join(
-                f"CAST(`{c.name}` AS {flink_type(c).removesuffix(' NOT NULL')}) AS `{c.name}`"
-                if c.type == "timestamptz" else f"`{c.name}`" for c in table.columns))))
+    append_side_outputs(env, statements, config, out, OUTPUTS, "request_state")
     alerts = out.get_side_output(OutputTag(ALERTS, alert_type()))
     env.create_temporary_view("request_state_alerts", env.from_data_stream(alerts))
     env.execute_sql(render(

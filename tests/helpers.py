@@ -11,13 +11,17 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import pika
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.bridge import connection_parameters
+from connectors.wire import parse
 from stacktide.config import CellConfig, Config
 from stacktide.local import rabbitmq
+from stacktide.schema import Envelope
+from stacktide.simulate.traffic import Traffic
 
 
 def isolated(config: Config, name: str, exchanges: set[str] | frozenset[str] = frozenset()) -> Config:
@@ -116,3 +120,16 @@ def read_topic(config: Config, name: str, timeout: float = 60.0) -> list[Record]
         return records
     finally:
         consumer.close()
+
+
+def simulated_envelopes(traffic: Traffic, received: datetime) -> list[Envelope]:
+    """The normalized envelopes of simulated *traffic*, in delivery order, as the bridge
+    writes them to Kafka (parsed from the wire form the simulator renders)."""
+    out = []
+    for _, r in traffic.messages:
+        m = r.captured()
+        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
+                    received=received)
+        assert isinstance(env, Envelope), env
+        out.append(env)
+    return out

@@ -25,7 +25,6 @@ from confluent_kafka import Producer
 
 from connectors.bridge import Bridge
 from connectors.replay import publish
-from connectors.wire import parse
 from jobs import queries
 from jobs.command import run_jobs
 from jobs.lifecycle import load_rules, observe, to_us
@@ -38,7 +37,7 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
 from stacktide.usage_report import read_current, usage_rows
-from tests.helpers import isolated
+from tests.helpers import isolated, simulated_envelopes
 
 pytestmark = pytest.mark.stack
 
@@ -62,14 +61,7 @@ def setup(stack: Config, name: str, settle_hours: float, state_dir: Path | None 
 
 
 def envelopes(traffic: Traffic) -> list[Envelope]:
-    out = []
-    for _, r in traffic.messages:
-        m = r.captured()
-        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
-                    received=RECEIVED)
-        assert isinstance(env, Envelope)
-        out.append(env)
-    return out
+    return simulated_envelopes(traffic, RECEIVED)
 
 
 def produce(config: Config, items: list[Envelope]) -> None:

@@ -19,7 +19,6 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from connectors.wire import parse
 from jobs.requests import Timeline, error_rows, group_key, load_rules, observe, request_row
 from stacktide.catalog import ensure_table, load_catalog
 from stacktide.cli import main
@@ -27,20 +26,14 @@ from stacktide.config import Config, config_from_mapping
 from stacktide.schema import TABLES, Envelope, parse_time
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.traffic import Traffic, generate
+from tests.helpers import simulated_envelopes
 
 RULES = load_rules()
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def envelopes(traffic: Traffic) -> list[Envelope]:
-    out = []
-    for _, r in traffic.messages:
-        m = r.captured()
-        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
-                    received=NOW)
-        assert isinstance(env, Envelope)
-        out.append(env)
-    return out
+    return simulated_envelopes(traffic, NOW)
 
 
 def append(config: Config, name: str, rows: list[dict[str, Any]]) -> None:

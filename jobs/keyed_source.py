@@ -1,0 +1,55 @@
+"""What the Python keyed jobs share at their edges: the notifications topic as a source with
+event time, and their side outputs appended to Iceberg tables.
+
+Each keyed job (instance state, request timelines) declares the topic under its own name and
+consumer group, so each keeps its own offsets and its own watermark, then hands Python only
+the rows its SQL filter passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from jobs.sqlfile import Ident, Literal, Raw, render
+from stacktide.config import Config
+from stacktide.schema import ENVELOPE_COLUMNS, TABLES, flink_type
+
+if TYPE_CHECKING:
+    from pyflink.table import StatementSet, StreamTableEnvironment
+
+
+def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,
+                   out_of_order_us: int, bounded: bool, from_earliest: bool) -> None:
+    """The topic as temporary table *table* (sql/kafka_instance_notifications.sql): times as
+    text (Python reads the µs), watermark on ``generated``; no partition ever idle in a bounded
+    run. *from_earliest*: the whole topic (there is no state to resume from)."""
+    columns = ",\n  ".join(f"`{c.name}` {flink_type(replace(c, type='string'))}"
+                           for c in ENVELOPE_COLUMNS)
+    env.execute_sql(render(
+        "kafka_instance_notifications", table=Ident(table), columns=Raw(columns),
+        out_of_order_s=Literal(str(max(0, round(out_of_order_us / 1e6)))),
+        idle_timeout=Literal("0 ms" if bounded else f"{int(config.jobs.idle_timeout_s * 1000)} ms"),
+        topic=Literal(config.kafka.topic("notifications")), group_id=Literal(group_id),
+        bootstrap_servers=Literal(config.kafka.bootstrap_servers),
+        startup_mode=Literal("earliest-offset" if from_earliest else "group-offsets"),
+        bounded_mode=Literal("latest-offset" if bounded else "unbounded")))
+
+
+def append_side_outputs(env: StreamTableEnvironment, statements: StatementSet, config: Config,
+                        out: Any, names: tuple[str, ...], prefix: str) -> None:
+    """Insert each side output *names* of *out* into the Iceberg table of that name."""
+    from pyflink.datastream import OutputTag
+
+    from jobs.instance_state import row_type
+
+    for name in names:
+        table, view = TABLES[name], f"{prefix}_{name}"
+        stream = out.get_side_output(OutputTag(name, row_type(table)))
+        env.create_temporary_view(view, env.from_data_stream(stream))
+        statements.add_insert_sql(render(
+            "append_rows", source=Ident(view),
+            target=Ident(f"{config.iceberg.catalog_name}.{config.iceberg.namespace}.{name}"),
+            columns=Raw(", ".join(
+                f"CAST(`{c.name}` AS {flink_type(c).removesuffix(' NOT NULL')}) AS `{c.name}`"
+                if c.type == "timestamptz" else f"`{c.name}`" for c in table.columns))))
