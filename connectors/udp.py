@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Producer
 
-from connectors.udp_aggregate import Aggregator
+from connectors.udp_aggregate import Aggregator, Window
 from stacktide.config import KafkaConfig, UdpConfig
 from stacktide.schema import SampleRecord
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Sink = Callable[[Sequence[SampleRecord]], None]
 MAX_DATAGRAM = 65535
+SO_RCVBUFFORCE = 33  # Linux <asm-generic/socket.h>; Python's socket module does not name it
 
 
 class SampleProducer:
@@ -66,7 +68,10 @@ class SampleProducer:
 
 def open_socket(config: UdpConfig) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in config.host else socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.rcvbuf_bytes)
+    try:  # with CAP_NET_ADMIN the buffer may exceed net.core.rmem_max
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, config.rcvbuf_bytes)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.rcvbuf_bytes)
     sock.bind((config.host, config.port))
     return sock
 
@@ -88,7 +93,11 @@ def socket_drops(sock: socket.socket) -> int:
 
 
 class UdpReceiver:
-    """Receive, aggregate, flush to *sink* until :meth:`stop`; the last window is flushed too."""
+    """Receive, aggregate, flush to *sink* until :meth:`stop`; the last window is flushed too.
+
+    The receiving thread only swaps the window out (:meth:`Aggregator.swap`); records are
+    built and produced on a flusher thread, so that the socket is read during a flush too
+    (a flush of many series takes longer than a socket buffer of datagrams lasts)."""
 
     def __init__(self, config: UdpConfig, sink: Sink,
                  close: Callable[[float], object] | None = None) -> None:
@@ -99,9 +108,12 @@ class UdpReceiver:
         self.stop_event = threading.Event()
         self.flushes = 0
         self._thread: threading.Thread | None = None
+        self._windows: queue.Queue[Window | None] = queue.Queue()
+        self._flusher = threading.Thread(target=self._flush_loop, name="udp-flusher", daemon=True)
 
     def start(self) -> UdpReceiver:
         self._thread = threading.Thread(target=self.run, name="udp-receiver", daemon=True)
+        self._flusher.start()
         self._thread.start()
         log.info("event=udp_listening host=%s port=%d", *self.address)
         return self
@@ -126,13 +138,18 @@ class UdpReceiver:
             self.flush()
 
     def flush(self) -> None:
-        records = self.aggregator.drain(datetime.now(UTC))
-        self.flushes += 1
-        if records:
-            try:
-                self.sink(records)
-            except Exception:  # a sink failure loses this window only, never the receiver
-                log.exception("event=udp_flush_failed records=%d", len(records))
+        """Hand the current window to the flusher thread (cheap: a swap of dicts)."""
+        self._windows.put(self.aggregator.swap(datetime.now(UTC)))
+
+    def _flush_loop(self) -> None:
+        while (window := self._windows.get()) is not None:
+            records = self.aggregator.records(window)
+            self.flushes += 1
+            if records:
+                try:
+                    self.sink(records)
+                except Exception:  # a sink failure loses this window only, never the receiver
+                    log.exception("event=udp_flush_failed records=%d", len(records))
 
     def drops(self) -> int:
         return socket_drops(self.sock)
@@ -141,6 +158,9 @@ class UdpReceiver:
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self._windows.put(None)
+        if self._flusher.is_alive():
+            self._flusher.join(timeout_s)
         s = self.aggregator.stats
         log.info("event=udp_stopped datagrams=%d lines=%d malformed=%d records=%d kernel_drops=%d",
                  s.datagrams, s.lines, s.malformed, s.records, self.drops())

@@ -32,6 +32,14 @@ class AggregateStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    start: datetime
+    end: datetime
+    series: dict[tuple[bytes, bytes], list[float]]
+    metas: dict[tuple[bytes, bytes], tuple[str, Meta]]
+
+
 class Aggregator:
     """One flush window of series; :meth:`drain` hands them over and starts the next."""
 
@@ -99,10 +107,18 @@ class Aggregator:
 
     def drain(self, now: datetime | None = None) -> list[SampleRecord]:
         """The window's records (merged per host, resource and meter); a new window begins."""
+        return self.records(self.swap(now))
+
+    def swap(self, now: datetime | None = None) -> Window:
+        """End the window: hand its series over and start an empty one (constant time)."""
         end = now or datetime.now(UTC)
-        start, self._started = self._started, end
-        series, self._series = self._series, {}
-        metas, self._meta = self._meta, {}
+        window = Window(self._started, end, self._series, self._meta)
+        self._started, self._series, self._meta = end, {}, {}
+        return window
+
+    def records(self, window: Window) -> list[SampleRecord]:
+        """A swapped-out window as records, merged per host, resource and meter."""
+        start, end, series, metas = window.start, window.end, window.series, window.metas
         merged: dict[tuple[str, str, str], tuple[Meta, str, list[float]]] = {}
         for key, s in series.items():
             meter, meta = metas[key]
