@@ -141,9 +141,9 @@ class LibvirtSource:
         seen: set[str] = set()
         for dom, record in stats:
             try:
-                info = self._domain_info(dom)
+                info = self.domain_info_of(dom)
                 seen.add(info.uuid)
-                result.fallback_calls += self._fill_missing(dom, info, record)
+                result.fallback_calls += self.fill_missing(dom, info, record)
             except DomainGone:
                 result.gone += 1
                 continue
@@ -155,7 +155,7 @@ class LibvirtSource:
             del self._info[uuid]
         return result
 
-    def _domain_info(self, dom: libvirt.virDomain) -> DomainInfo:
+    def domain_info_of(self, dom: libvirt.virDomain) -> DomainInfo:
         uuid = dom.UUIDString()
         info = self._info.get(uuid)
         if info is None:
@@ -163,8 +163,9 @@ class LibvirtSource:
             self._info[uuid] = info
         return info
 
-    def _fill_missing(self, dom: libvirt.virDomain, info: DomainInfo, record: dict[str, Any]) -> int:
-        """Read per domain the groups the bulk record lacks; returns the number of calls made."""
+    def fill_missing(self, dom: libvirt.virDomain, info: DomainInfo, record: dict[str, Any]) -> int:
+        """Read per domain the groups the bulk *record* lacks, into it; returns the calls made.
+        Raises DomainGone when the domain vanished since the bulk call."""
         missing = [g for g in self.meters.groups if GROUPS[g][0] not in record]
         if not missing:
             return 0
