@@ -209,7 +209,9 @@ def _device_call(fn: Callable[..., Any], dev: str) -> Any:
 
 
 def _cpu(dom: libvirt.virDomain, _info: DomainInfo, record: dict[str, Any]) -> int:
-    record["cpu.time"] = _call(dom.getCPUStats, True)[0]["cpu_time"]
+    # virDomainGetInfo, not GetCPUStats: the latter needs the cgroup CPU accounting controller,
+    # which a host (or container) may not mount.
+    record["cpu.time"] = _call(dom.info)[4]
     return 1
 
 

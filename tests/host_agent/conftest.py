@@ -3,9 +3,12 @@ domains (no OS, software emulation), started once per session and stopped with i
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +22,11 @@ class QemuHost:
 
 
 @pytest.fixture(scope="session")
-def qemu_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuHost]:
-    """A private libvirtd with three tiny QEMU domains; two carry nova metadata."""
-    daemon = SessionLibvirtd(tmp_path_factory.mktemp("libvirtd")).start()
+def qemu_host() -> Iterator[QemuHost]:
+    """A private libvirtd with three tiny QEMU domains; two carry nova metadata. Its folder is
+    not under pytest's (private to root) so that the unprivileged daemon can reach it."""
+    root = Path(tempfile.mkdtemp(prefix="stacktide-libvirtd-"))
+    daemon = SessionLibvirtd(root).start()
     try:
         instances = {}
         for i in range(3):
@@ -31,3 +36,4 @@ def qemu_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuHost]:
         yield QemuHost(daemon, instances)
     finally:
         daemon.close()
+        shutil.rmtree(root, ignore_errors=True)
