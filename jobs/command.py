@@ -56,7 +56,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     DataStream whose outputs are inserted by the same statement set, attached to the
     DataStream environment: one job graph, one checkpoint for both.
     """
-    from jobs import instance_state, notifications
+    from jobs import host_samples, instance_state, notifications
     from jobs.environment import JobJars, create_stream_env, latest_checkpoint
     from stacktide.catalog import add_missing_columns, ensure_table, load_catalog
     from stacktide.local.jars import ensure_jars
@@ -81,6 +81,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     notifications.build(t_env, statements, config, bounded=sources_bounded)
     instance_state.build(t_env, statements, config, bounded=sources_bounded,
                          from_earliest=restore is None)
+    host_samples.build(t_env, statements, config, bounded=sources_bounded)
     statements.attach_as_datastream()
     started = time.monotonic()
     client = env.execute_async(JOB_NAME)
