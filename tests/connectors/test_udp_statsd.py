@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -89,7 +90,7 @@ def test_series_beyond_the_limit_are_counted_not_kept() -> None:
     assert {r.meter: r.count for r in agg.drain()} == {"m0": 2, "m1": 1}
 
 
-_UNPRINTABLE = ("Cs", "Cc", "Zl", "Zp", "Co", "Cn", "Zs", "Cf")
+_UNPRINTABLE: Any = ("Cs", "Cc", "Zl", "Zp", "Co", "Cn", "Zs", "Cf")
 _tag_text = st.text(st.characters(blacklist_characters=",|#\n:", blacklist_categories=_UNPRINTABLE),
                     min_size=1, max_size=12)
 

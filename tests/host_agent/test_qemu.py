@@ -72,9 +72,8 @@ def test_a_destroyed_domain_leaves_the_next_poll_quietly(qemu_host: QemuHost) ->
 
 
 def test_libvirtd_restart_costs_polls_not_the_agent(qemu_host: QemuHost) -> None:
-    sent: list[int] = []
     agent = HostAgent(LibvirtSource(qemu_host.daemon.uri, METERS), "cmp1",
-                      lambda d: sent.append(len(d)) or 0, interval_s=0.1, reconnect_initial_s=0.1,
+                      lambda d: 0, interval_s=0.1, reconnect_initial_s=0.1,
                       reconnect_max_s=0.5)
     thread = threading.Thread(target=agent.run)
     thread.start()
@@ -93,7 +92,7 @@ def test_libvirtd_restart_costs_polls_not_the_agent(qemu_host: QemuHost) -> None
         agent.stop.set()
         thread.join(10)
     polls = agent.metrics.registry.get_sample_value
-    assert polls("stacktide_host_agent_polls_total", {"outcome": "error"}) >= 1
+    assert (polls("stacktide_host_agent_polls_total", {"outcome": "error"}) or 0) >= 1
     assert agent.samples_sent > before > 0
     # The domains kept running through the restart and are read again.
     assert polls("stacktide_host_agent_domains", {}) == 3

@@ -117,7 +117,12 @@ def test_unreachable_libvirt_costs_polls_never_the_agent(tmp_path: Path) -> None
     agent reads as soon as it is back (here: the same agent pointed at the test driver)."""
     source = LibvirtSource(f"qemu+unix:///session?socket={tmp_path}/none", METERS)
     sent: list[list[bytes]] = []
-    agent = HostAgent(source, "cmp1", lambda d: sent.append(d) or 0, interval_s=0.01,
+
+    def send(datagrams: list[bytes]) -> int:
+        sent.append(datagrams)
+        return 0
+
+    agent = HostAgent(source, "cmp1", send, interval_s=0.01,
                       reconnect_initial_s=0.01, reconnect_max_s=0.04)
     agent.run(polls=4)
     assert (agent.polls, agent.samples_sent, sent) == (4, 0, [])
