@@ -1,10 +1,11 @@
 """Per-window aggregation of statsd lines: count, min, max, sum and last per series.
 
 A series is keyed by the raw bytes of a line (meter name, and type plus tags as sent), so a
-known series costs a dict look-up and five list updates; its tags are decoded and checked
-once, the first time it is seen in a window. Two spellings of one series (tags in another
-order) are merged when the window is drained. Malformed lines are counted and dropped: a
-statsd receiver cannot refuse a datagram, and UDP is lossy by design anyway.
+known series costs a dict look-up and five list updates; its tags are checked the first time
+it is seen in a window and decoded again only when the window is drained, so a window holds
+raw bytes and six numbers per series (memory per series: bench/bench_udp.py). Two spellings
+of one series (tags in another order) are merged when the window is drained. Malformed lines
+are counted and dropped: a statsd receiver cannot refuse a datagram, and UDP is lossy by design.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ class Window:
     start: datetime
     end: datetime
     series: dict[tuple[bytes, bytes], list[float]]
-    metas: dict[tuple[bytes, bytes], tuple[str, Meta]]
 
 
 class Aggregator:
@@ -47,7 +47,6 @@ class Aggregator:
         self.max_series = max_series
         self.stats = AggregateStats()
         self._series: dict[tuple[bytes, bytes], list[float]] = {}
-        self._meta: dict[tuple[bytes, bytes], tuple[str, Meta]] = {}
         self._started = datetime.now(UTC)
 
     def __len__(self) -> int:
@@ -92,7 +91,7 @@ class Aggregator:
             meter = key[0].decode()
             if not meter.isprintable() or any(c in meter for c in "|#,"):
                 raise MalformedLine(line, "bad meter name")
-            self._meta[key] = (meter, parse_meta(key[1], line))
+            parse_meta(key[1], line)  # checked now, decoded again at the flush: a window keeps bytes only
         except UnicodeDecodeError:
             self._reject("not UTF-8")
             return False
@@ -112,16 +111,16 @@ class Aggregator:
     def swap(self, now: datetime | None = None) -> Window:
         """End the window: hand its series over and start an empty one (constant time)."""
         end = now or datetime.now(UTC)
-        window = Window(self._started, end, self._series, self._meta)
-        self._started, self._series, self._meta = end, {}, {}
+        window = Window(self._started, end, self._series)
+        self._started, self._series = end, {}
         return window
 
     def records(self, window: Window) -> list[SampleRecord]:
         """A swapped-out window as records, merged per host, resource and meter."""
-        start, end, series, metas = window.start, window.end, window.series, window.metas
+        start, end, series = window.start, window.end, window.series
         merged: dict[tuple[str, str, str], tuple[Meta, str, list[float]]] = {}
         for key, s in series.items():
-            meter, meta = metas[key]
+            meter, meta = key[0].decode(), parse_meta(key[1])
             ident = (meta.host, meta.resource_id, meter)
             have = merged.get(ident)
             if have is None:
