@@ -102,3 +102,26 @@ def test_samples_land_in_iceberg_with_rates(stack: Config, tmp_path: Path) -> No
     assert reset[0]["rate"] is None
     assert reset[1]["rate"] == pytest.approx(200 / dt[0], rel=1e-2)
     assert reset[2]["rate"] == pytest.approx(50 / dt[1], rel=1e-2)  # after the reset: from zero
+
+
+def test_agent_direct_to_kafka(stack: Config, tmp_path: Path) -> None:
+    """``target: kafka``: the agent aggregates each poll itself and produces the same records."""
+    config = isolated(stack, "direct")
+    ensure_topics(config)
+    expected = write_node(tmp_path / "node.xml", domains=3, disks=1, nics=1)
+    conf = tmp_path / "stacktide.yaml"
+    conf.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": config.kafka.bootstrap_servers,
+                  "topic_prefix": config.kafka.topic_prefix},
+        "host_agent": {"uri": f"test://{tmp_path / 'node.xml'}", "host": "cmp-direct", "target": "kafka",
+                       "interval_s": 0.3, "meters": str(DEFAULT_CONFIG.parent / "meters.yaml")},
+    }))
+    out = subprocess.run([sys.executable, "-m", "stacktide.cli", "--config", str(conf), "host-agent",
+                          "--polls", "2"], capture_output=True, text=True, timeout=120, check=True)
+    sent = int(out.stdout.split("samples=")[1].split()[0])
+    records = read_topic(config, "samples")
+    values = [json.loads(r.value) for r in records]
+    assert len(values) == sent  # one window per poll: each sample is a record of count 1
+    assert all(v["count"] == 1 and r.key == b"cmp-direct" for r, v in zip(records, values, strict=True))
+    assert {v["instance_id"] for v in values} == set(expected.values())
+    assert len({v["window_start"] for v in values}) == 2
