@@ -71,7 +71,10 @@ def _receiver(conn: Connection, core: int) -> None:
     receiver.start()
     conn.send(receiver.address)
     conn.recv()  # the sender is done
-    time.sleep(0.5)  # let the socket drain
+    seen, deadline = -1, time.monotonic() + 30
+    while receiver.aggregator.stats.datagrams != seen and time.monotonic() < deadline:
+        seen = receiver.aggregator.stats.datagrams  # the socket still drains: wait for it
+        time.sleep(0.3)
     cpu = time.process_time()
     s = receiver.aggregator.stats
     conn.send((s.datagrams, s.lines, s.malformed, receiver.drops(), cpu))
