@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from stacktide.schema import SampleRecord, format_time
-from stacktide.statsd import MalformedLine, Meta, parse_meta, split_line
+from stacktide.statsd import MalformedLine, Meta, parse_meta
 
 # Series list slots: count, min, max, sum, last, last_at (epoch seconds)
 _COUNT, _MIN, _MAX, _SUM, _LAST, _AT = range(6)
@@ -53,17 +53,27 @@ class Aggregator:
         return len(self._series)
 
     def add_datagram(self, data: bytes, now: float) -> None:
-        """Fold every line of *data* (received at epoch *now*) into the window."""
+        """Fold every line of *data* (received at epoch *now*) into the window.
+
+        The hot path: :func:`stacktide.statsd.split_line` inlined (a call per line costs
+        a tenth of the line), the line count taken once per datagram."""
         stats = self.stats
         stats.datagrams += 1
         series = self._series
-        for line in data.split(b"\n"):
-            if not line:
-                continue
-            stats.lines += 1
+        lines = data.split(b"\n")
+        stats.lines += len(lines)
+        for line in lines:
+            name, _, rest = line.partition(b":")
+            text, sep, meta = rest.partition(b"|")
             try:
-                name, value, meta = split_line(line)
+                value = float(text)
             except ValueError:
+                if line:
+                    self._reject("not meter:value|type")
+                else:
+                    stats.lines -= 1  # an empty line (a trailing newline) is no line
+                continue
+            if not sep or not name or value - value != 0:  # no type, no name, nan or inf
                 self._reject("not meter:value|type")
                 continue
             key = (name, meta)
