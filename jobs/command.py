@@ -13,14 +13,22 @@ offsets: a restored Kafka source keeps the stopping offsets of the run that chec
 it (none, when that run streamed). It streams instead until both consumer groups have
 committed the offsets the topic had at start (a checkpoint holds everything before them),
 then stops with a savepoint at the end of event time: the same ending as a bounded input.
+
+A streaming run stopped by SIGTERM or Ctrl-C stops with a savepoint (state and Kafka offsets
+as of that instant, no timer forced) and the next run resumes from it, the way an operator
+upgrades or moves the jobs; should the savepoint fail, the job is cancelled and the next run
+resumes from the last checkpoint instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from stacktide.config import Config
@@ -43,8 +51,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    for signum in (signal.SIGTERM, signal.SIGINT):  # a service manager's stop, or Ctrl-C
+        signal.signal(signum, _request_stop)
     result = run_jobs(config, bounded=args.bounded, fresh=args.fresh)
     return 0 if result else 1
+
+
+# Set by a signal; the wait loop stops the job at its next turn. A KeyboardInterrupt raised
+# inside a Py4J call instead would leave the gateway connection half-read.
+STOP = threading.Event()
+
+
+def _request_stop(signum: int, frame: Any) -> None:
+    log.info("%s: stopping the jobs with a savepoint", signal.Signals(signum).name)
+    STOP.set()
+
+
+def _wait(result: Any, until: Any = None) -> None:
+    """Until the job ends (or *until*() holds); KeyboardInterrupt once a stop was requested."""
+    while not result.done():
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        if until is not None and until():
+            return
+        time.sleep(0.5)
 
 
 def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
@@ -57,7 +87,13 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     DataStream environment: one job graph, one checkpoint for both.
     """
     from jobs import host_samples, instance_state, notifications
-    from jobs.environment import JobJars, create_stream_env, latest_checkpoint
+    from jobs.environment import (
+        JobJars,
+        create_stream_env,
+        drained_savepoints,
+        restore_point,
+        stopped_savepoints,
+    )
     from stacktide.catalog import add_missing_columns, ensure_table, load_catalog
     from stacktide.local.jars import ensure_jars
     from stacktide.schema import TABLES
@@ -67,7 +103,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     for table in TABLES.values():
         add_missing_columns(ensure_table(catalog, config.iceberg, table), table)
     flink = config.local.state_dir / "flink"
-    restore = None if fresh else latest_checkpoint(flink / "checkpoints" / JOB_NAME)
+    restore = None if fresh else restore_point(flink, JOB_NAME)
     catch_up = end_offsets(config) if bounded and restore is not None else None
     env, t_env = create_stream_env(
         config,
@@ -90,25 +126,28 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     try:
         if catch_up is not None:
             groups = (notifications.GROUP_ID, instance_state.GROUP_ID)
-            while not caught_up(config, groups, catch_up):
-                if result.done():
-                    break  # it failed: result() below raises
-                time.sleep(1.0)
-            savepoints = (flink / "savepoints" / JOB_NAME).as_uri()
+            _wait(result, until=lambda: caught_up(config, groups, catch_up))
             log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
             if not result.done():
-                drain(client, savepoints)
-        result.result()
+                stop_with_savepoint(client, drained_savepoints(flink, JOB_NAME), drain=True)
+        _wait(result)
+        result.result()  # raises what failed the job
     except KeyboardInterrupt:
-        log.info("interrupted: cancelling; the last checkpoint is kept for the next run")
-        client.cancel().result()
+        try:
+            path = stop_with_savepoint(client, stopped_savepoints(flink, JOB_NAME), drain=False)
+            log.info("stopped with savepoint %s: the next run resumes from it", path)
+        except Exception as exc:  # any failure: fall back to the last checkpoint
+            log.warning("savepoint failed (%s): cancelling; the next run resumes from the last "
+                        "checkpoint", exc)
+            client.cancel().result()
         return True
     log.info("jobs finished in %.1f s", time.monotonic() - started)
     return True
 
 
-def drain(client: Any, savepoints: str) -> str:
-    """Stop the job with a savepoint after a watermark at the end of event time (--drain).
+def stop_with_savepoint(client: Any, directory: Path, *, drain: bool) -> str:
+    """Stop the job with a savepoint in *directory*; *drain*: after a watermark at the end of
+    event time, which fires every timer (a final stop, not one to resume from).
 
     PyFlink 2.1's ``JobClient.stop_with_savepoint`` calls a two-argument Java overload that
     Flink 2 removed; the Java client is called with the format type it now requires.
@@ -116,7 +155,7 @@ def drain(client: Any, savepoints: str) -> str:
     from pyflink.java_gateway import get_gateway
 
     formats = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType
-    future = client._j_job_client.stopWithSavepoint(True, savepoints, formats.DEFAULT)
+    future = client._j_job_client.stopWithSavepoint(drain, directory.as_uri(), formats.DEFAULT)
     return str(future.get())
 
 

@@ -41,6 +41,24 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(done, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def restore_point(flink_dir: Path, job_name: str) -> Path | None:
+    """Where a run resumes: the newer of the last retained checkpoint and the last savepoint
+    taken when a run was stopped (SIGTERM or Ctrl-C). Savepoints of drained runs (stopped at
+    the end of event time, every timer fired) are not resumed from: they end a run for good."""
+    points = [p for p in (latest_checkpoint(flink_dir / "checkpoints" / job_name),
+                          *(m.parent for m in stopped_savepoints(flink_dir, job_name).glob(
+                              "savepoint-*/_metadata"))) if p is not None]
+    return max(points, key=lambda p: (p / "_metadata").stat().st_mtime, default=None)
+
+
+def stopped_savepoints(flink_dir: Path, job_name: str) -> Path:
+    return flink_dir / "savepoints" / job_name / "stopped"
+
+
+def drained_savepoints(flink_dir: Path, job_name: str) -> Path:
+    return flink_dir / "savepoints" / job_name / "drained"
+
+
 def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path | None
               ) -> dict[str, str]:
     """The Flink options of every job run; sets the process environment the JVM inherits."""
@@ -63,6 +81,9 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
         "parallelism.default": str(config.jobs.parallelism),
         "execution.checkpointing.interval": f"{int(config.jobs.checkpoint_interval_s * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
+        # A checkpoint that fails (declined while a task finishes, late on a busy machine) is
+        # skipped, not a reason to restart the job: the next one commits what it would have.
+        "execution.checkpointing.tolerable-failed-checkpoints": "10",
         "execution.checkpointing.dir": checkpoints.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "table.exec.state.ttl": f"{int(config.jobs.dedup_ttl_hours * 3600 * 1000)} ms",
@@ -76,17 +97,20 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
 
 
 def create_table_env(
-    config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None
+    config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None,
+    batch: bool = False,
 ) -> TableEnvironment:
+    """A table environment with the catalog registered; *batch* for queries over the tables
+    (the ready queries of ``sql/``), streaming otherwise."""
     from pyflink.common import Configuration
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     conf = Configuration()
     for key, value in _settings(config, jars, job_name, restore_from).items():
         conf.set_string(key, value)
-    env = TableEnvironment.create(
-        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build()
-    )
+    settings = EnvironmentSettings.new_instance()
+    settings = settings.in_batch_mode() if batch else settings.in_streaming_mode()
+    env = TableEnvironment.create(settings.with_configuration(conf).build())
     register_catalog(env, config)
     return env
 

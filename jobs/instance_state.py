@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs import lifecycle as lc
 from jobs import usage
-from jobs.audit import AuditResult, verify
+from jobs.audit import AuditResult, Mismatch, missing_exists, periodic, verify
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
 from stacktide.schema import ENVELOPE_COLUMNS, TABLES, Envelope, TableDef, flink_type
@@ -54,12 +54,15 @@ _EPOCH, _MICRO = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """The job's clocks, in µs: usage period, watermark delay, allowed lateness, audit settle."""
+    """The job's clocks, in µs: usage period, watermark delay, allowed lateness, audit settle,
+    and how long after an instance was last heard of its usage is held (0: never)."""
 
     period: int
     out_of_order: int
     lateness: int
     settle: int
+    silence: int = 0
+    audit_expected: bool = False  # nova runs its periodic audit: flag periods without exists
 
 
 @dataclass(slots=True)
@@ -76,6 +79,21 @@ class Keep:
     dirty: bool = False  # folded events not yet in an emitted instances row
     timers: set[int] = field(default_factory=set)  # ms, registered and not yet fired
     watermark: int = -lc.END  # the newest watermark this key saw, µs: it never goes back
+    heard: int = -lc.END  # the newest event time of any notification about it, exists too
+    periodic: set[int] = field(default_factory=set)  # periods a periodic exists arrived for
+    checked: int | None = None  # missing exists looked for in the periods before this one
+
+    # Pickled (what Flink stores) with the state machine and the Book in usage.dumps' compact
+    # form: a third of the plain pickle (bench/bench_state_job.py measures both).
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (usage.dumps(self.state, self.book), self.base, self.pending, self.audited,
+                self.row, self.dirty, self.timers, self.watermark, self.heard, self.periodic,
+                self.checked)
+
+    def __setstate__(self, packed: tuple[Any, ...]) -> None:
+        data, self.base, self.pending, self.audited, self.row, self.dirty, self.timers, \
+            self.watermark, self.heard, self.periodic, self.checked = packed
+        self.state, self.book = usage.loads(data)
 
 
 def instant(us: int) -> Any:
@@ -125,7 +143,7 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
             self.late.inc()  # too late for an instance this job no longer (or never) tracked
             return
         keep = keep or Keep(lc.InstanceState(obs.cell, obs.instance_id), self.base)
-        keep.watermark = wm
+        keep.watermark, keep.heard = wm, max(keep.heard, obs.at)
         if lc.is_late(keep.state, obs):
             self.late.inc()
             return
@@ -133,6 +151,8 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
             if obs.message_id in keep.pending or obs.key in keep.audited:
                 self.duplicates.inc()  # verified again: a row only if the verdict changed
             keep.pending[obs.message_id] = obs
+            if (start := periodic(obs, self.timing.period)) is not None:
+                keep.periodic.add(start)
             yield from self.settle(keep, wm, arrived=obs.message_id)
         elif _seen(keep.state, obs):
             self.duplicates.inc()
@@ -155,12 +175,19 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         keep.timers.discard(timestamp)
         current = ctx.timer_service().current_watermark()
         final = current >= MAX_WATERMARK
+        # At the end of input: the newest time seen (by this subtask since it started, or by
+        # this instance, should a failover have restarted the subtask after the last element).
         keep.watermark = now = max(
-            self.newest - self.timing.out_of_order if final else current * MS, keep.watermark)
-        yield from self.advance(keep, now)
+            max(self.newest, keep.heard) - self.timing.out_of_order if final else current * MS,
+            keep.watermark)
+        deleted = final and keep.state.deleted_at is not None
+        yield from self.advance(keep, lc.END - 1 if deleted else now)  # a deletion ends usage
         keep.state, keep.book = usage.compact(keep.state, keep.book, self.timing.period,
                                               now - self.timing.lateness)
         yield from self.settle(keep, lc.END if final else now)
+        if self.timing.audit_expected:
+            yield from self.missing(keep, now - self.timing.settle)  # even at the end: an
+            # audit runs after its period, and the input may end before it did
         waiting = {o.key for o in keep.pending.values()}  # forget only decided exists
         keep.audited = {k: v for k, v in keep.audited.items()
                         if v[0] >= keep.state.horizon or k in waiting}
@@ -174,9 +201,21 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.keep.update(keep)
 
     def advance(self, keep: Keep, now: int) -> Iterator[Any]:
+        """Emit usage up to *now*, or, for an instance silent longer than the silence limit,
+        up to that limit: its periods after it are held until it is heard of again (then
+        written in one go, exact), so a missed delete or a replay of old traffic does not
+        bill an instance for years nobody saw it in."""
+        if self.held(keep, now):
+            now = keep.heard + self.timing.silence
         keep.book, rows = usage.advance(keep.state, keep.book, self.rules, self.timing.period, now)
         for row in rows:
             yield self.emit("instance_usage", {**row.record(), "revision": keep.base + row.revision})
+
+    def held(self, keep: Keep, at: int) -> bool:
+        """Whether usage at *at* is held: silent too long, and not known to be deleted (a
+        deletion ends the existence, so every period up to it is known)."""
+        return bool(self.timing.silence) and keep.state.deleted_at is None and \
+            at > keep.heard + self.timing.silence
 
     def settle(self, keep: Keep, now: int, arrived: str | None = None) -> Iterator[Any]:
         """Verify the pending exists whose settle time passed; one that just *arrived* is
@@ -189,6 +228,27 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
             elif mid != arrived:
                 continue
             yield from self.audit_row(keep, obs, result)
+
+    def missing(self, keep: Keep, until: int) -> Iterator[Any]:
+        """Flag the periods ending by *until* (their settle time passed) in which the instance
+        existed as nova's audit reports it but no periodic exists arrived: a ``failed`` row
+        named ``missing:<cell>:<instance>:<period start>``, once."""
+        window, period = usage.existence(keep.state), self.timing.period
+        if window is None:
+            return
+        start = usage.period_of(window[0], period) if keep.checked is None else keep.checked
+        stop = usage.period_of(min(until, window[1] + period), period)
+        if stop <= start:
+            return
+        for begin in missing_exists(keep.state, self.rules, keep.periodic, start, stop, period):
+            state = keep.state
+            name = f"missing:{state.cell}:{state.instance_id}:{_iso(begin)}"
+            result = AuditResult(name,
+                                 state.cell, state.instance_id, begin, begin + period, "failed",
+                                 (Mismatch("exists", "a periodic exists for the period", None),))
+            yield self.emit("usage_audit", {**result.record(), "revision": keep.base})
+        keep.checked = stop
+        keep.periodic = {p for p in keep.periodic if p >= stop}
 
     def audit_row(self, keep: Keep, obs: lc.Observation, result: AuditResult) -> Iterator[Any]:
         at, revision, old = keep.audited.get(obs.key, (obs.at, -1, 0))
@@ -206,7 +266,10 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
 
     def finished(self, keep: Keep, now: int) -> bool:
         """Deleted, every period emitted, nothing pending, and past the allowed lateness."""
-        deleted = keep.state.deleted_at
+        deleted, window = keep.state.deleted_at, usage.existence(keep.state)
+        if self.timing.audit_expected and window is not None and (keep.checked or -lc.END) < \
+                usage.period_of(window[1] - 1, self.timing.period) + self.timing.period:
+            return False  # a period it existed in still waits for its exists
         return (deleted is not None and not keep.pending and not keep.dirty
                 and usage.next_due(keep.state, keep.book, self.timing.period) is None
                 and now >= deleted + self.timing.lateness)
@@ -214,15 +277,23 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
     def schedule(self, keep: Keep, ctx: Any, flush_at: int | None) -> None:
         """Register the timers the instance now needs, each once."""
         t = self.timing
-        want = {usage.next_due(keep.state, keep.book, t.period)}
+        row_due = usage.next_due(keep.state, keep.book, t.period)
+        want = {None if row_due is not None and self.held(keep, row_due) else row_due}
         want.update(max(o.at, o.values.get("audit_period_ending") or o.at) + t.settle
                     for o in keep.pending.values())
         if keep.state.deleted_at is not None:
             want.add(keep.state.deleted_at + t.lateness)
-        due = {ceil_ms(w) for w in want if w is not None and w < lc.END}
+        if t.audit_expected and (window := usage.existence(keep.state)) is not None:
+            first = usage.period_of(window[0], t.period) if keep.checked is None else keep.checked
+            if first < window[1]:
+                want.add(first + t.period + t.settle)  # the next period to look for its exists
+        # Never at or before the watermark: PyFlink fires such a timer within the same advance,
+        # and one registered again there would fire forever. The next advance is soon enough.
+        floor = keep.watermark // MS + 1 if keep.watermark > -lc.END else -lc.END
+        due = {max(ceil_ms(w), floor) for w in want if w is not None and w < lc.END}
         if keep.dirty and flush_at is not None and \
-                not any(d <= ceil_ms(flush_at) for d in due | keep.timers):
-            due.add(ceil_ms(flush_at))  # when the watermark passes this event
+                not any(d <= max(ceil_ms(flush_at), floor) for d in due | keep.timers):
+            due.add(max(ceil_ms(flush_at), floor))  # when the watermark passes this event
         for ms in due - keep.timers:
             ctx.timer_service().register_event_time_timer(ms)
             keep.timers.add(ms)
@@ -231,6 +302,10 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         return self.tags[name], self.Row(*(
             instant((v - _EPOCH) // _MICRO) if isinstance(v, datetime) else v
             for v in record.values()))
+
+
+def _iso(us: int) -> str:
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _seen(state: lc.InstanceState, obs: lc.Observation) -> bool:
@@ -252,7 +327,8 @@ def timing_of(config: Config) -> Timing:
     """Period and settle from ``usage``; the allowed lateness is ``jobs.dedup_ttl_hours``,
     the one "how far back the jobs remember" setting."""
     return Timing(config.usage.period_us, int(config.jobs.out_of_order_s * 1e6),
-                  int(config.jobs.dedup_ttl_hours * 3600e6), int(config.usage.settle_seconds * 1e6))
+                  int(config.jobs.dedup_ttl_hours * 3600e6), int(config.usage.settle_seconds * 1e6),
+                  int(config.usage.max_silence_hours * 3600e6), config.usage.audit_expected)
 
 
 def first_revision(config: Config) -> int:

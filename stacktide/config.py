@@ -122,6 +122,7 @@ class UsageConfig:
     period: str = "hour"
     settle_seconds: float = 300.0
     audit_expected: bool = False
+    max_silence_hours: float = 168.0  # usage of an instance unheard of longer is held; 0: never
 
     @property
     def period_us(self) -> int:
@@ -317,11 +318,12 @@ def _host_agent(r: _Reader, base: Path) -> HostAgentConfig:
 
 
 def _usage(r: _Reader) -> UsageConfig:
-    r.unknown({"period", "settle_seconds", "audit_expected"})
+    r.unknown({"period", "settle_seconds", "audit_expected", "max_silence_hours"})
     return UsageConfig(
         period=r.choice("period", ("hour", "day"), "hour"),
         settle_seconds=r.positive("settle_seconds", float, 300.0, zero_ok=True),
         audit_expected=r.get("audit_expected", bool, False),
+        max_silence_hours=r.positive("max_silence_hours", float, 168.0, zero_ok=True),
     )
 
 

@@ -79,3 +79,21 @@ def print_landed(config: Config, before: int) -> None:
         print(f"  by {column:9}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     top = Counter(rows.column("event_type").to_pylist()).most_common(8)
     print("  top event types: " + ", ".join(f"{k}={v}" for k, v in top))
+    print_instances(config)
+
+
+def print_instances(config: Config) -> None:
+    """What the keyed instance job made of the same traffic (current revisions)."""
+    from stacktide.usage_report import read_current, seconds
+
+    instances = read_current(config, "instances")
+    usage = read_current(config, "instance_usage")
+    audit = Counter(read_current(config, "usage_audit").column("status").to_pylist())
+    states = Counter(instances.column("state").to_pylist()).most_common(6)
+    print(f"\ninstances: {instances.num_rows} (" + ", ".join(f"{k}={v}" for k, v in states) + ")")
+    total = sum(usage.column("microseconds").to_pylist())
+    running = sum(usage.column("running_microseconds").to_pylist())
+    print(f"instance_usage: {usage.num_rows} instance-periods, {seconds(total)} s existing, "
+          f"{seconds(running)} s running (`stacktide usage --instance <id>` for one)")
+    print("usage_audit (nova's exists): " + (", ".join(f"{k}={v}" for k, v in sorted(audit.items()))
+                                              or "none in this traffic"))

@@ -238,7 +238,7 @@ INSTANCE_USAGE = TableDef(
         "seconds:double running_seconds:double microseconds:long running_microseconds:long "
         "launched_at:timestamptz deleted_at:timestamptz revision:int", _STATE_DOCS),
     identifier=("cell", "instance_id", "period_start", "flavor_id"),
-    partitions=(Partition("period_start", "day"),),
+    partitions=(Partition("period_start", "month"),),
     doc="exact usage per instance x period x flavor (upsert; revision bumped by corrections)",
 )
 

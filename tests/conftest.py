@@ -9,6 +9,7 @@ No skips: when a service cannot start, the tests that need it fail.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,12 @@ import pytest
 
 from stacktide.config import Config, config_from_mapping
 
-TEST_PORTS = {"rabbitmq_port": 5682, "kafka_port": 9192, "kafka_controller_port": 9193}
+# STACKTIDE_TEST_SLOT=N (default 0) moves the test stacks to ports + 1000*N and a state dir and lock
+# of its own, so two checkouts on one machine can run their stack tests at the same time.
+SLOT = int(os.environ.get("STACKTIDE_TEST_SLOT", "0"))
+TEST_PORTS = {"rabbitmq_port": 5682 + 1000 * SLOT, "kafka_port": 9192 + 1000 * SLOT,
+              "kafka_controller_port": 9193 + 1000 * SLOT}
+STACK_DIR = "stacktide-test-stack" + (f"-slot{SLOT}" if SLOT else "")
 
 
 def make_config(state_dir: Path, rabbitmq_port: int, kafka_port: int,
@@ -51,7 +57,7 @@ def stack_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     a stack left running by a crashed session is found (by its pid files) and stopped
     by the next session instead of blocking its ports as a stranger.
     """
-    root = tmp_path_factory.getbasetemp().parent / "stacktide-test-stack"
+    root = tmp_path_factory.getbasetemp().parent / STACK_DIR
     return make_config(root / "state", **TEST_PORTS)
 
 

@@ -42,10 +42,12 @@ from stacktide.local import down, kafka, rabbitmq, up
 from stacktide.local.kafka import ensure_topics
 from stacktide.local.process import wait_for
 from stacktide.schema import CapturedMessage
+from tests.conftest import SLOT
 
 pytestmark = pytest.mark.stack
 
-FAULT_PORTS = {"rabbitmq_port": 5747, "kafka_port": 9347, "kafka_controller_port": 9348}
+FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * SLOT,
+               "kafka_controller_port": 9348 + 1000 * SLOT}
 STACKTIDE = Path(sys.executable).parent / "stacktide"
 SECRET = "dl-5ecr3t-token"
 BIG = 10 * 1024 * 1024

@@ -17,12 +17,15 @@ import pytest
 
 from connectors.bridge import Bridge
 from connectors.replay import publish
+from connectors.wire import parse
 from jobs.command import run_jobs
+from jobs.lifecycle import load_rules, observe, to_us
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
 from stacktide.corpus import iter_samples
 from stacktide.local.kafka import ensure_topics
-from stacktide.schema import CapturedMessage
+from stacktide.schema import CapturedMessage, Envelope
+from stacktide.usage_report import read_current
 from tests.helpers import isolated, queue_depth, queue_exists, read_topic
 
 pytestmark = pytest.mark.stack
@@ -36,7 +39,11 @@ BROKEN = [
 
 
 def test_every_notification_lands_once(stack: Config) -> None:
-    samples = list(iter_samples(envelope="mixed"))
+    # Published in time order, as a cloud would: the keyed instance job then takes every
+    # sample (in mixed order, a 2024 sample would make the 2014 ones years late, beyond the
+    # allowed lateness: the archive keeps those, the instance job counts and skips them).
+    samples = sorted(iter_samples(envelope="mixed"),
+                     key=lambda s: _wire_timestamp(s.body) or datetime.max.replace(tzinfo=UTC))
     # The corpus also holds a swift middleware sample, on the 'swift' exchange.
     config = isolated(stack, "e2e", {s.exchange for s in samples})
     ensure_topics(config)
@@ -78,6 +85,32 @@ def test_every_notification_lands_once(stack: Config) -> None:
         if sent_at is not None:  # a few partial fixtures carry none: then received time
             assert row["generated"] == sent_at, s.source
         assert "auth_token" not in row["payload"]
+
+    # The keyed instance job took the corpus too: every instance a lifecycle event names has
+    # its current row, carrying the newest of those events.
+    rules, newest, heard = load_rules(), dict[str, int](), dict[str, int]()
+    for m in messages[:len(samples)]:
+        env = parse(m.body_bytes(), cell=cell, exchange=m.exchange, routing_key=m.routing_key,
+                    received=datetime.now(UTC))
+        o = observe(env, rules) if isinstance(env, Envelope) else None
+        if o is not None:
+            heard[o.instance_id] = max(heard.get(o.instance_id, o.at), o.at)
+            if o.effect.sets:
+                newest[o.instance_id] = max(newest.get(o.instance_id, o.at), o.at)
+    instances = {r["instance_id"]: r for r in read_current(config, "instances").to_pylist()}
+    assert newest and set(instances) == set(newest)
+    for iid, at in newest.items():
+        assert to_us(instances[iid]["last_event_at"].isoformat()) == at, iid
+    # The corpus spans 2012-2024 and never deletes most of its instances: their usage is held
+    # once they were not heard of for usage.max_silence_hours, not extrapolated for years.
+    silence = int(config.usage.max_silence_hours * 3600e6)
+    last_period: dict[str, int] = {}
+    for r in read_current(config, "instance_usage").to_pylist():
+        start = to_us(r["period_start"].isoformat()) or 0
+        last_period[r["instance_id"]] = max(last_period.get(r["instance_id"], start), start)
+    assert last_period and set(last_period) <= set(heard)
+    assert all(start < heard[iid] + silence for iid, start in last_period.items())
+    assert any(start >= heard[iid] + silence - 2 * 3600e6 for iid, start in last_period.items())
 
     letters = read_topic(config, "dead-letters")
     assert sorted(r.headers["stacktide.reason"].decode().split(":")[0] for r in letters) == sorted(

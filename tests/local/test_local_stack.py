@@ -25,8 +25,10 @@ from stacktide.cli import main
 from stacktide.config import Config
 from stacktide.errors import ServiceError
 from stacktide.local import down, jars, kafka, process, rabbitmq, status, up
+from tests.conftest import SLOT, STACK_DIR, TEST_PORTS
 
-SECOND_STACK = {"rabbitmq_port": 5692, "kafka_port": 9292, "kafka_controller_port": 9293}
+SECOND_STACK = {k: v + 10 for k, v in TEST_PORTS.items()}
+BUSY_RABBIT, BUSY_KAFKA = 5702 + 1000 * SLOT, 9302 + 1000 * SLOT
 
 
 @pytest.mark.stack
@@ -45,7 +47,8 @@ def test_status_reports_both_services_with_ports(
 ) -> None:
     result = status(stack)
     assert result.rabbitmq.running and result.kafka.running
-    assert (result.rabbitmq.port, result.kafka.port) == (5682, 9192)
+    rabbit, kafka = TEST_PORTS["rabbitmq_port"], TEST_PORTS["kafka_port"]
+    assert (result.rabbitmq.port, result.kafka.port) == (rabbit, kafka)
     assert process.alive(result.rabbitmq.pid or -1) and process.alive(result.kafka.pid or -1)
     assert result.kafka.log.is_file()
     assert result.warehouse.startswith("file://") and result.catalog_uri.startswith("jdbc:sqlite:")
@@ -53,14 +56,15 @@ def test_status_reports_both_services_with_ports(
 
     config_file = tmp_path / "stacktide.yaml"
     config_file.write_text(
-        f"cells: [{{name: cell1, transport_url: 'rabbit://guest:guest@127.0.0.1:5682/'}}]\n"
-        f"local: {{state_dir: '{stack.local.state_dir}', rabbitmq_port: 5682, kafka_port: 9192,"
-        f" kafka_controller_port: 9193}}\n", encoding="utf-8")
+        f"cells: [{{name: cell1, transport_url: 'rabbit://guest:guest@127.0.0.1:{rabbit}/'}}]\n"
+        f"local: {{state_dir: '{stack.local.state_dir}', rabbitmq_port: {rabbit}, "
+        f"kafka_port: {kafka}, kafka_controller_port: {TEST_PORTS['kafka_controller_port']}}}\n",
+        encoding="utf-8")
     assert main(["--config", str(config_file), "local", "status"]) == 0
     out = capsys.readouterr().out
     assert f"running  pid={result.rabbitmq.pid}" in out
     assert f"running  pid={result.kafka.pid}" in out
-    assert "port=5682" in out and "port=9192" in out
+    assert f"port={rabbit}" in out and f"port={kafka}" in out
 
 
 @pytest.mark.stack
@@ -121,7 +125,7 @@ def second_stack(
 ) -> Iterator[Config]:
     """A second stack's config, fresh; stable state dir, so a crashed run's leftovers are ours."""
     config = make_stack_config(
-        tmp_path_factory.getbasetemp().parent / "stacktide-test-stack-2", **SECOND_STACK)
+        tmp_path_factory.getbasetemp().parent / f"{STACK_DIR}-2", **SECOND_STACK)
     down(config)
     shutil.rmtree(config.local.state_dir, ignore_errors=True)
     yield config
@@ -138,7 +142,8 @@ def test_down_stops_only_what_up_started(stack: Config, second_stack: Config) ->
     assert not stopped.rabbitmq.running and not stopped.kafka.running
     assert not process.alive(started.rabbitmq.pid or -1)
     assert not process.alive(started.kafka.pid or -1)
-    assert not process.port_open(5692) and not process.port_open(9292)
+    assert not process.port_open(SECOND_STACK["rabbitmq_port"])
+    assert not process.port_open(SECOND_STACK["kafka_port"])
     session_after = status(stack)
     assert session_after.running
     assert (session_after.rabbitmq.pid, session_after.kafka.pid) == (
@@ -171,7 +176,7 @@ def test_down_leaves_a_foreign_pid_alone(
 def listener() -> Iterator[socket.socket]:
     """A foreign listener on the RabbitMQ and Kafka ports of a throw-away stack."""
     sockets = []
-    for port in (5702, 9302):
+    for port in (BUSY_RABBIT, BUSY_KAFKA):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
@@ -187,9 +192,10 @@ def test_port_held_by_a_foreign_listener_is_refused(
     service: object, tmp_path: Path, make_stack_config: Callable[..., Config],
     listener: socket.socket
 ) -> None:
-    config = make_stack_config(tmp_path, rabbitmq_port=5702, kafka_port=9302,
+    config = make_stack_config(tmp_path, rabbitmq_port=BUSY_RABBIT, kafka_port=BUSY_KAFKA,
                                kafka_controller_port=9303)
-    with pytest.raises(ServiceError, match=r"127\.0\.0\.1:(5702|9302) is already in use"):
+    with pytest.raises(ServiceError,
+                       match=rf"127\.0\.0\.1:({BUSY_RABBIT}|{BUSY_KAFKA}) is already in use"):
         service.start(config)  # type: ignore[attr-defined]
     assert not service.pidfile(config).exists()  # type: ignore[attr-defined]
 

@@ -1,0 +1,256 @@
+"""Throughput of the keyed instance job (state machine, exact usage, exists audit), and its
+state size per live instance.
+
+Starts a stack of its own (ports 5752/9452/9453, a temporary state dir), fills a topic with
+simulated nova traffic (legacy notifications, reordered, some late, some repeated) and times
+bounded runs of the jobs (archive + keyed instance job, Kafka in, Iceberg out), for each
+Python execution variant, twice: over a topic holding one simulated instance-hour (the fixed
+cost: JVM, planning, Python workers, final commits) and over the whole traffic. The
+difference divided into the notifications is the sustained rate. CPU is split between the
+JVM (the MiniCluster, a child process) and this process, which hosts PyFlink's loopback
+Python workers in process mode (and nothing else while the job runs).
+
+For comparison, the same topic through a SQL-only pipeline (the JSON decoded by Flink, a
+GROUP BY per instance into a blackhole): what stays in the JVM costs. State per live
+instance is measured on the pure functions: the pickled ``Keep`` of every instance that is
+live in the middle of the traffic, which is what the job's ValueState stores.
+
+Prints numbers; asserts nothing.
+
+    .venv/bin/python bench/bench_state_job.py --instances 2000 --hours 24 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+import os
+import pickle
+import resource
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from connectors.wire import parse
+from jobs import lifecycle as lc
+from jobs import usage
+from jobs.command import run_jobs
+from jobs.instance_state import Keep
+from stacktide import local
+from stacktide.config import Config, config_from_mapping
+from stacktide.local.kafka import ensure_topics
+from stacktide.schema import Envelope
+from stacktide.simulate.cloud import Params
+from stacktide.simulate.delivery import Delivery
+from stacktide.simulate.traffic import generate
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "process/bundle-1000 (default)": {},
+    "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
+                              "python.fn-execution.bundle.time": "1000"},
+    "thread/bundle-100000 (PemJa)": {"python.execution-mode": "thread",
+                                     "python.fn-execution.bundle.size": "100000"},
+}
+RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def bench_config(state: Path) -> Config:
+    data = {
+        "cells": [{"name": "cell1", "transport_url": "rabbit://guest:guest@127.0.0.1:5752/"}],
+        "kafka": {"bootstrap_servers": "127.0.0.1:9452", "partitions": 4},
+        "local": {"state_dir": str(state), "rabbitmq_port": 5752, "kafka_port": 9452,
+                  "kafka_controller_port": 9453},
+        "jobs": {"checkpoint_interval_s": 10},
+        "usage": {"settle_seconds": 4 * 3600},
+    }
+    return config_from_mapping(data, "<bench>", base=state)
+
+
+def traffic(instances: int, hours: int, seed: int = 3) -> list[Envelope]:
+    t = generate(Params(seed=seed, instances=instances, hours=hours), "legacy",
+                 Delivery(seed, reorder_window_s=60.0, delay_fraction=0.02, delay_hours=(1.0, 3.0),
+                          duplicate_fraction=0.02))
+    out = []
+    for _, r in t.messages:
+        m = r.captured()
+        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
+                    received=RECEIVED)
+        assert isinstance(env, Envelope)
+        out.append(env)
+    return out
+
+
+def fill(config: Config, items: list[Envelope]) -> None:
+    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
+    topic = config.kafka.topic("notifications")
+    for env in items:
+        while True:
+            try:
+                producer.produce(topic, key=env.kafka_key(), value=env.to_json())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush()
+
+
+def fresh_namespace(base: Config) -> Config:
+    tag = f"b{uuid.uuid4().hex[:6]}"
+    config = dataclasses.replace(
+        base, kafka=dataclasses.replace(base.kafka, topic_prefix=tag),
+        iceberg=dataclasses.replace(base.iceberg, namespace=tag))
+    ensure_topics(config)
+    return config
+
+
+def jvm_cpu() -> float:
+    """CPU seconds of this process's Java children (the MiniCluster), from /proc."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me and comm == "java":
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
+def own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@dataclasses.dataclass
+class Run:
+    wall: float
+    jvm: float
+    python: float
+
+
+def _timed_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
+    config = fresh_namespace(base)
+    fill(config, items)
+    jvm0, py0, started = jvm_cpu(), own_cpu(), time.monotonic()
+    run_jobs(config, bounded=True, fresh=True, flink_options=options)
+    return Run(time.monotonic() - started, jvm_cpu() - jvm0, own_cpu() - py0)
+
+
+def timed(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
+    """One run in a new interpreter: PyFlink starts one JVM per process, and the execution
+    mode (thread mode needs PYTHONPATH in the JVM's environment) is fixed when it starts."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_timed_here, (base, items, dict(options)))
+
+
+def sql_only(base: Config, items: list[Envelope]) -> float:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(_sql_only_here, (base, items)))
+
+
+def _sql_only_here(base: Config, items: list[Envelope]) -> float:
+    """Seconds of a bounded SQL pipeline over *items*: JSON decode + GROUP BY instance."""
+    from jobs.environment import JobJars, create_stream_env
+    from stacktide.local.jars import ensure_jars
+
+    config = fresh_namespace(base)
+    fill(config, items)
+    jars = ensure_jars(config)
+    _, t_env = create_stream_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+                                 job_name=f"bench-sql-{uuid.uuid4().hex[:6]}")
+    t_env.execute_sql(f"""
+        CREATE TEMPORARY TABLE src (`instance_id` STRING, `event_type` STRING,
+          `generated` STRING, `payload` STRING)
+        WITH ('connector' = 'kafka', 'topic' = '{config.kafka.topic("notifications")}',
+          'properties.bootstrap.servers' = '{config.kafka.bootstrap_servers}',
+          'properties.group.id' = 'bench-sql', 'scan.startup.mode' = 'earliest-offset',
+          'scan.bounded.mode' = 'latest-offset', 'format' = 'json',
+          'json.ignore-parse-errors' = 'false')""")
+    t_env.execute_sql("CREATE TEMPORARY TABLE sink (i STRING, n BIGINT, g STRING) "
+                      "WITH ('connector' = 'blackhole')")
+    started = time.monotonic()
+    t_env.execute_sql("INSERT INTO sink SELECT instance_id, COUNT(*), MAX(`generated`) FROM src "
+                      "GROUP BY instance_id").wait()
+    return time.monotonic() - started
+
+
+def state_sizes(items: list[Envelope]) -> tuple[int, float, float]:
+    """(live instances, mean pickled Keep bytes, mean compact-JSON bytes) in mid-traffic,
+    folded as the job folds them (usage emitted and compacted at an hourly watermark)."""
+    rules, keeps = lc.load_rules(), dict[str, Keep]()
+    half = items[: len(items) // 2]
+    newest = max(e.generated for e in half)
+    period, lateness = usage.PERIODS["hour"], 24 * 3600 * 1_000_000
+    for env in half:
+        obs = lc.observe(env, rules)
+        if obs is None or obs.effect.audit:
+            continue
+        keep = keeps.get(obs.instance_id) or Keep(lc.InstanceState(obs.cell, obs.instance_id), 0)
+        keep.state, keep.book = usage.step(keep.state, keep.book, obs)
+        keeps[obs.instance_id] = keep
+    now = lc.to_us(newest) or 0
+    live = []
+    for keep in keeps.values():
+        keep.book, _ = usage.advance(keep.state, keep.book, rules, period, now)
+        keep.state, keep.book = usage.compact(keep.state, keep.book, period, now - lateness)
+        if keep.state.deleted_at is None:
+            live.append(keep)
+    pickled = statistics.mean(len(pickle.dumps(k)) for k in live)
+    compact = statistics.mean(len(usage.dumps(k.state, k.book)) for k in live)
+    return len(live), pickled, compact
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated names among: " + ", ".join(VARIANTS))
+    args = parser.parse_args()
+    items = traffic(args.instances, args.hours)
+    tiny = traffic(1, 1, seed=4)
+    live, pickled, compact = state_sizes(items)
+    print(f"traffic: {args.instances} instances x {args.hours} h = {len(items):,} notifications "
+          f"({len(tiny)} in the fixed-cost run)")
+    print(f"state per live instance (mid-traffic, {live} live): pickled Keep {pickled:,.0f} B, "
+          f"compact JSON {compact:,.0f} B")
+    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    with tempfile.TemporaryDirectory(prefix="stacktide-bench-") as tmp:
+        config = bench_config(Path(tmp))
+        local.up(config)
+        try:
+            results: dict[str, tuple[list[Run], list[Run]]] = {v: ([], []) for v in chosen}
+            sql: list[float] = []
+            for _ in range(args.repeat):  # variants interleaved: the machine's noise hits all
+                for name in chosen:
+                    results[name][0].append(timed(config, tiny, VARIANTS[name]))
+                    results[name][1].append(timed(config, items, VARIANTS[name]))
+                sql.append(sql_only(config, items))
+        finally:
+            local.down(config)
+    n = len(items)
+    print(f"\nmedian of {args.repeat} bounded runs, parallelism {config.jobs.parallelism}:")
+    print("(cpu: of the full run minus the fixed-cost run; in thread mode Python runs in the JVM)")
+    print(f"{'variant':<32} {'fixed s':>8} {'full s':>8} {'notif/s':>9} {'JVM cpu s':>10} "
+          f"{'Python cpu s':>13}")
+    for name, (fixed, full) in results.items():
+        f = statistics.median(r.wall for r in fixed)
+        t = statistics.median(r.wall for r in full)
+        jvm = statistics.median(r.jvm for r in full) - statistics.median(r.jvm for r in fixed)
+        py = statistics.median(r.python for r in full) - statistics.median(r.python for r in fixed)
+        print(f"{name:<32} {f:8.1f} {t:8.1f} {n / max(t - f, 1e-9):9,.0f} {jvm:10.1f} {py:13.1f}")
+    print(f"{'SQL only (JSON + GROUP BY)':<32} {'':>8} {statistics.median(sql):8.1f} "
+          f"{n / statistics.median(sql):9,.0f}   (incl. its start)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Ready Flink SQL over the tables, rendered for a configuration (catalog, namespace).
+
+The statements are files in ``sql/``; the keys that identify a revised table's rows come from
+:data:`stacktide.usage_report.KEYS`, the same rule the pyiceberg readers apply.
+"""
+
+from __future__ import annotations
+
+from jobs.sqlfile import Ident, Raw, render
+from stacktide.config import Config
+from stacktide.schema import TABLES
+from stacktide.usage_report import KEYS
+
+
+def table_ident(config: Config, name: str) -> Ident:
+    return Ident(f"{config.iceberg.catalog_name}.{config.iceberg.namespace}.{name}")
+
+
+def current_rows(config: Config, name: str) -> str:
+    """``SELECT`` of the current rows of *name* (``instances``, ``instance_usage``,
+    ``usage_audit``)."""
+    columns = ", ".join(f"`{c}`" for c in TABLES[name].column_names())
+    return render("current_rows", columns=Raw(columns), table=table_ident(config, name),
+                  key=Raw(", ".join(f"`{k}`" for k in KEYS[name])))
+
+
+def usage_by_tenant(config: Config) -> str:
+    return render("usage_by_tenant", current_usage=Raw(current_rows(config, "instance_usage")))
