@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
@@ -23,14 +24,16 @@ def domain_xml(name: str, dom_uuid: str, disks: int, nics: int, instance: str | 
 
 
 def write_node(path: Path, domains: int, disks: int = 2, nics: int = 2,
-               nova_every: int = 2) -> dict[str, str]:
+               nova_every: int = 2, instances: Sequence[str] = ()) -> dict[str, str]:
     """A test-driver node file with *domains* running domains; returns domain uuid -> instance id
-    (every *nova_every*-th domain carries nova metadata naming another instance uuid)."""
+    (every *nova_every*-th domain carries nova metadata naming another instance uuid: the next
+    of *instances*, a random one once they run out)."""
     expected: dict[str, str] = {}
     parts = []
+    names = iter(instances)
     for i in range(domains):
         dom_uuid = str(uuid.UUID(int=i + 1))
-        instance = str(uuid.uuid4()) if nova_every and i % nova_every == 0 else None
+        instance = (next(names, None) or str(uuid.uuid4())) if nova_every and i % nova_every == 0 else None
         expected[dom_uuid] = instance or dom_uuid
         parts.append(domain_xml(f"dom{i}", dom_uuid, disks, nics, instance))
     path.write_text("<node>" + "".join(parts) + "</node>")
