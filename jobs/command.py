@@ -79,7 +79,8 @@ def _wait(result: Any, until: Any = None) -> None:
 
 def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
              flink_options: Mapping[str, str] | None = None) -> bool:
-    """Create the tables, then run the archive and the keyed instance job as one Flink job.
+    """Create the tables, then run the archive, the keyed instance job and the samples job as
+    one Flink job.
 
     *flink_options* override Flink settings (the benchmark sets Python execution mode and
     bundle sizes there). The archive is SQL in the statement set; the instance job is a
