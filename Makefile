@@ -1,15 +1,30 @@
 # The two set-up commands of README.md: `make demo` and `make test`.
 # Needs on the machine: Python 3.11 (with venv), Java 17, Maven. Everything else
-# (Python packages, JVM jars, RabbitMQ) is installed by these targets.
+# (Debian packages for libvirt and QEMU, Python packages, JVM jars, RabbitMQ) is installed
+# by these targets.
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv lint clean-state
+.PHONY: demo test venv lint clean-state system-packages
 
-venv: $(VENV)/.installed
+# libvirt-python builds against libvirt-dev; the host agent's tests run a real libvirtd with
+# the QEMU driver (software emulation, no KVM needed). Installed only when missing.
+SYSTEM_PACKAGES := pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: system-packages $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[test]'

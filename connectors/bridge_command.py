@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 from stacktide.config import Config
 from stacktide.transport import TransportURLError
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
     from connectors.bridge import Bridge
 
     if not config.cells:
+        if config.udp.port:
+            return run_udp_only(args, config)
         log.error("no cells configured in %s", config.source)
         return 2
     try:
@@ -97,11 +100,48 @@ def run(args: argparse.Namespace, config: Config) -> int:
             return 2
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    bridge.run(idle_exit=args.idle_exit)
+    udp = start_udp(config) if config.udp.port and index == 0 else None
+    try:
+        bridge.run(idle_exit=args.idle_exit)
+    finally:
+        if udp is not None:
+            udp.stop()
     for cell in bridge.cells:
         s = cell.stats
         print(f"cell={cell.cell.name} received={s.received} forwarded={s.forwarded} "
               f"dead_lettered={s.dead_lettered}", flush=True)
+    return 0
+
+
+def start_udp(config: Config) -> Any:
+    """The statsd receiver of the ``udp`` section, producing to ``<prefix>.samples``."""
+    from connectors.udp import SampleProducer, UdpReceiver
+
+    producer = SampleProducer(config.kafka, "stacktide-bridge-udp")
+    return UdpReceiver(config.udp, producer, close=producer.close).start()
+
+
+def run_udp_only(args: argparse.Namespace, config: Config) -> int:
+    """A bridge with a ``udp`` section and no cells: the receiver alone, until SIGTERM."""
+    udp = start_udp(config)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("event=stopping signal=%s", signal.Signals(signum).name)
+        udp.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    last, quiet_since = -1, time.monotonic()
+    while not udp.stop_event.wait(0.5):
+        lines = udp.aggregator.stats.lines
+        if lines != last:
+            last, quiet_since = lines, time.monotonic()
+        elif args.idle_exit is not None and time.monotonic() - quiet_since > args.idle_exit:
+            break
+    udp.stop()
+    s = udp.aggregator.stats
+    print(f"udp datagrams={s.datagrams} lines={s.lines} malformed={s.malformed} records={s.records}",
+          flush=True)
     return 0
 
 

@@ -77,14 +77,15 @@ def _wait(result: Any, until: Any = None) -> None:
 
 def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
              flink_options: Mapping[str, str] | None = None, handle_signals: bool = False) -> bool:
-    """Create the tables, then run the archive and the keyed instance job as one Flink job.
+    """Create the tables, then run the archive, the keyed instance and request jobs and the
+    samples job as one Flink job.
 
     *flink_options* override Flink settings (the benchmark sets Python execution mode and
     bundle sizes there). The archive is SQL in the statement set; the instance job is a
     DataStream whose outputs are inserted by the same statement set, attached to the
     DataStream environment: one job graph, one checkpoint for both.
     """
-    from jobs import instance_state, notifications, request_state
+    from jobs import host_samples, instance_state, notifications, request_state
     from jobs.environment import (
         JobJars,
         create_stream_env,
@@ -117,6 +118,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
                          from_earliest=restore is None)
     request_state.build(t_env, statements, config, bounded=sources_bounded,
                         from_earliest=restore is None)
+    host_samples.build(t_env, statements, config, bounded=sources_bounded)
     statements.attach_as_datastream()
     started = time.monotonic()
     client = env.execute_async(JOB_NAME)

@@ -26,3 +26,12 @@ def current_rows(config: Config, name: str) -> str:
 
 def usage_by_tenant(config: Config) -> str:
     return render("usage_by_tenant", current_usage=Raw(current_rows(config, "instance_usage")))
+
+
+def instance_cpu(config: Config) -> str:
+    """CPU seconds used (host_samples' ``cpu`` counter) against vCPU seconds allocated (current
+    instance_usage rows) per instance and usage period, and their ratio: what an instance was
+    given by nova set beside what the hypervisor measured it using."""
+    return render("instance_cpu", samples=table_ident(config, "host_samples"),
+                  current_usage=Raw(current_rows(config, "instance_usage")),
+                  period_s=Raw(str(config.usage.period_us // 1_000_000)))

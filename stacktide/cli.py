@@ -23,6 +23,7 @@ from stacktide.transport import redact
 COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("stacktide.local.command", "the embedded default stack: up, down, status, jars"),
     "bridge": ("connectors.bridge_command", "forward RabbitMQ notifications of every cell to Kafka"),
+    "host-agent": ("host_agent.command", "poll this hypervisor's libvirt in bulk and send samples"),
     "capture": ("connectors.capture", "record live notification traffic of cells to a .jsonl file"),
     "replay": ("connectors.replay", "publish a capture or the sample corpus onto RabbitMQ"),
     "simulate": ("stacktide.simulate.command", "seeded nova traffic of a cloud, with its ground truth"),

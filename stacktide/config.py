@@ -8,6 +8,7 @@ expected, instead of being logged and skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -130,6 +131,42 @@ class UsageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UdpConfig:
+    """The bridge's statsd receiver for host-agent samples (``port`` 0: off). Lines are
+    aggregated per ``flush_interval_s`` and produced to ``<prefix>.samples``; ``rcvbuf_bytes``
+    is the socket's kernel buffer, what absorbs a burst while a flush runs (the kernel may
+    cap it at ``net.core.rmem_max``); ``max_series`` bounds the memory of one window (lines
+    of further series are counted as dropped)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    flush_interval_s: float = 10.0
+    rcvbuf_bytes: int = 8 * 1024 * 1024
+    max_series: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class HostAgentConfig:
+    """``stacktide host-agent``: which libvirt to read (read-only), how often, and where to
+    send. ``target`` is ``udp`` (statsd lines to ``udp_host:udp_port``) or ``kafka`` (the
+    samples topic directly). ``host`` names this hypervisor in the samples (default: the
+    machine's host name); ``meters`` is the meter mapping file (relative to the config file)."""
+
+    uri: str = "qemu:///system"
+    interval_s: float = 10.0
+    host: str = ""
+    meters: str = "meters.yaml"
+    target: str = "udp"
+    udp_host: str = "127.0.0.1"
+    udp_port: int = 8125
+    max_datagram_bytes: int = 1400
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    reconnect_initial_s: float = 1.0
+    reconnect_max_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     cells: tuple[CellConfig, ...]
@@ -139,6 +176,8 @@ class Config:
     jobs: JobsConfig
     local: LocalConfig
     usage: UsageConfig
+    udp: UdpConfig = UdpConfig()
+    host_agent: HostAgentConfig = HostAgentConfig()
 
 
 T = TypeVar("T")
@@ -231,7 +270,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Config:
     """Build a :class:`Config` from already-parsed YAML; relative paths resolve against *base*."""
     top = _Reader(file, data, "")
-    top.unknown({"cells", "kafka", "iceberg", "bridge", "jobs", "local", "usage"})
+    top.unknown({"cells", "kafka", "iceberg", "bridge", "jobs", "local", "usage", "udp", "host_agent"})
     local = _local(top.section("local"), base)
     return Config(
         source=file,
@@ -242,7 +281,41 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
         jobs=_section(top.section("jobs"), JobsConfig),
         local=local,
         usage=_usage(top.section("usage")),
+        udp=_udp(top.section("udp")),
+        host_agent=_host_agent(top.section("host_agent"), base),
     )
+
+
+def _port(r: _Reader, name: str, value: int) -> int:
+    if value > 65535:
+        raise r.fail(name, "a port number (0-65535)", value)
+    return value
+
+
+def _udp(r: _Reader) -> UdpConfig:
+    c = _section(r, UdpConfig)
+    for name in ("flush_interval_s", "rcvbuf_bytes", "max_series"):
+        if getattr(c, name) <= 0:
+            raise r.fail(name, "a positive number", getattr(c, name))
+    _port(r, "port", c.port)
+    return c
+
+
+def _host_agent(r: _Reader, base: Path) -> HostAgentConfig:
+    c = _section(r, HostAgentConfig)
+    if c.target not in ("udp", "kafka"):
+        raise r.fail("target", "one of udp, kafka", c.target)
+    for name in ("interval_s", "max_datagram_bytes", "reconnect_initial_s"):
+        if getattr(c, name) <= 0:
+            raise r.fail(name, "a positive number", getattr(c, name))
+    if c.reconnect_max_s < c.reconnect_initial_s:
+        raise r.fail("reconnect_max_s", f"at least reconnect_initial_s ({c.reconnect_initial_s})",
+                     c.reconnect_max_s)
+    _port(r, "udp_port", c.udp_port)
+    _port(r, "metrics_port", c.metrics_port)
+    if not c.uri:
+        raise r.fail("uri", "a libvirt URI such as qemu:///system", c.uri)
+    return dataclasses.replace(c, meters=str((base / os.path.expanduser(c.meters)).resolve()))
 
 
 def _usage(r: _Reader) -> UsageConfig:

@@ -348,3 +348,64 @@ class CapturedMessage:
         obj = json.loads(line)
         return cls(obj["cell"], obj["exchange"], obj["routing_key"], obj["body"],
                    obj.get("properties") or {})
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRecord:
+    """One aggregated host-agent series over one flush window: a value of ``<prefix>.samples``
+    (CONTRACT.md §1, keyed by ``host``). ``kind`` is the statsd type (``counter`` for libvirt's
+    raw cumulative counters, ``gauge``…); ``last_at`` is when ``last`` arrived, which is what
+    rates are measured between. Times are :func:`format_time` strings."""
+
+    host: str
+    resource_id: str
+    instance_id: str
+    device: str | None
+    meter: str
+    unit: str | None
+    kind: str
+    window_start: str
+    window_end: str
+    last_at: str
+    count: int
+    min: float
+    max: float
+    sum: float
+    last: float
+
+    def kafka_key(self) -> bytes:
+        return self.host.encode()
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+_SAMPLE_DOCS = {
+    "host": "compute host the sample was read on", "resource_id": "instance uuid, or "
+    "<instance>-<device> for a disk or interface meter (Ceilometer's resource ids)",
+    "instance_id": "nova instance uuid (the domain uuid when the domain has no nova metadata)",
+    "device": "disk target or interface name, for per-device meters",
+    "meter": "Ceilometer meter name (cpu, memory.usage, disk.device.read.bytes, ...)",
+    "unit": "Ceilometer unit (ns, MB, B, packet, ...)", "kind": "counter, gauge, timer, ...",
+    "window_start": "start of the receiver's flush window", "window_end": "its end",
+    "last_at": "when the window's last value arrived", "count": "values in the window",
+    "min": "smallest value", "max": "largest value", "sum": "sum of the values",
+    "last": "the newest value (a counter's raw reading)",
+    "rate": "counters: increase per second since the previous window's last value (a reset, "
+            "when the counter went down, counts from zero); gauges: null",
+}
+
+SAMPLE_COLUMNS: tuple[Column, ...] = _columns(
+    "host:string! resource_id:string! instance_id:string! device:string meter:string! unit:string "
+    "kind:string! window_start:timestamptz! window_end:timestamptz! last_at:timestamptz! count:long! "
+    "min:double max:double sum:double last:double", _SAMPLE_DOCS)
+
+HOST_SAMPLES = TableDef(
+    name="host_samples",
+    columns=(*SAMPLE_COLUMNS, *_columns("rate:double", _SAMPLE_DOCS)),
+    identifier=("host", "resource_id", "meter", "window_start"),
+    partitions=(Partition("window_start", "day"),),
+    doc="hypervisor samples with Ceilometer meter names and units, per flush window (append only)",
+)
+
+TABLES[HOST_SAMPLES.name] = HOST_SAMPLES
