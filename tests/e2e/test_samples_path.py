@@ -163,7 +163,9 @@ def test_samples_land_in_iceberg_with_rates(stack: Config, tmp_path: Path) -> No
     assert reset[1]["rate"] == pytest.approx(200 / dt[0], rel=1e-2)
     assert reset[2]["rate"] == pytest.approx(50 / dt[1], rel=1e-2)  # after the reset: from zero
 
-    rollup = flink_query(config, queries.instance_cpu(config))
+    rollup = flink_query(config, queries.instance_cpu(config), (
+        "instance_id", "period_start", "tenant_id", "cpu_readings", "cpu_seconds", "vcpu_seconds",
+        "cpu_ratio"))
     got = {(r["instance_id"], _epoch_s(r["period_start"])): r for r in rollup}
     want = expected_cpu(records, traffic)
     assert got.keys() == want.keys()
