@@ -23,7 +23,6 @@ a run starts them above every revision already in the tables (:func:`first_revis
 
 from __future__ import annotations
 
-import hashlib
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 from jobs import lifecycle as lc
 from jobs import usage
 from jobs.audit import AuditResult, Mismatch, missing_exists, periodic, verify
+from jobs.keyed_source import MAX_WATERMARK, MS, ceil_ms, digest, row_type, table_row
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import TABLES, Envelope, TableDef
+from stacktide.schema import TABLES, Envelope
 
 if TYPE_CHECKING:
     from pyflink.datastream import KeyedProcessFunction
@@ -47,9 +47,7 @@ UID = "instance-state"  # operator uid: keep it, or a restart cannot find the st
 SOURCE, GROUP_ID = "kafka_instance_notifications", "stacktide-jobs-instances"
 OUTPUTS = ("instances", "instance_events", "instance_usage", "usage_audit")
 REVISED = ("instances", "instance_usage", "usage_audit")
-MAX_WATERMARK = 2**63 - 1  # Long.MAX_VALUE ms: the end of a bounded input
-MS = 1000
-_EPOCH, _MICRO = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,21 +92,6 @@ class Keep:
         data, self.base, self.pending, self.audited, self.row, self.dirty, self.timers, \
             self.watermark, self.heard, self.periodic, self.checked = packed
         self.state, self.book = usage.loads(data)
-
-
-def instant(us: int) -> Any:
-    from pyflink.common.time import Instant
-
-    return Instant(us // 1_000_000, us % 1_000_000 * 1000)
-
-
-def digest(values: Any) -> int:
-    """Stable across processes (``hash`` of a str is not): kept per emitted row."""
-    return int.from_bytes(hashlib.blake2b(repr(values).encode(), digest_size=6).digest())
-
-
-def ceil_ms(us: int) -> int:
-    return -(-us // MS)
 
 
 class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
@@ -299,9 +282,7 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
             keep.timers.add(ms)
 
     def emit(self, name: str, record: dict[str, Any]) -> tuple[Any, Any]:
-        return self.tags[name], self.Row(*(
-            instant((v - _EPOCH) // _MICRO) if isinstance(v, datetime) else v
-            for v in record.values()))
+        return self.tags[name], table_row(self.Row, name, record)
 
 
 def _iso(us: int) -> str:
@@ -313,14 +294,6 @@ def _seen(state: lc.InstanceState, obs: lc.Observation) -> bool:
     samples = state.samples
     i = bisect_left(samples, (obs.at, obs.key), key=lambda s: (s.at, s.key))
     return i < len(samples) and (samples[i].at, samples[i].key) == (obs.at, obs.key)
-
-
-def row_type(table: TableDef) -> Any:
-    from pyflink.common import Types
-
-    kinds = {"string": Types.STRING(), "timestamptz": Types.INSTANT(), "long": Types.LONG(),
-             "int": Types.INT(), "double": Types.DOUBLE(), "boolean": Types.BOOLEAN()}
-    return Types.ROW_NAMED(table.column_names(), [kinds[c.type] for c in table.columns])
 
 
 def timing_of(config: Config) -> Timing:

@@ -1,5 +1,6 @@
 """What the Python keyed jobs share at their edges: the notifications topic as a source with
-event time, and their side outputs appended to Iceberg tables.
+event time, the rows of their side outputs (typed as the tables, times as instants) appended
+to Iceberg tables, and their clocks (Flink's milliseconds, the job's microseconds).
 
 Each keyed job (instance state, request timelines) declares the topic under its own name and
 consumer group, so each keeps its own offsets and its own watermark, then hands Python only
@@ -8,15 +9,53 @@ the rows its SQL filter passes.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import ENVELOPE_COLUMNS, TABLES, flink_type
+from stacktide.schema import ENVELOPE_COLUMNS, TABLES, TableDef, flink_type
 
 if TYPE_CHECKING:
     from pyflink.table import StatementSet, StreamTableEnvironment
+
+MAX_WATERMARK = 2**63 - 1  # Long.MAX_VALUE ms: the end of a bounded input
+MS = 1000
+_EPOCH, _MICRO = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+
+
+def instant(us: int) -> Any:
+    from pyflink.common.time import Instant
+
+    return Instant(us // 1_000_000, us % 1_000_000 * 1000)
+
+
+def digest(values: Any) -> int:
+    """Stable across processes (``hash`` of a str is not): kept per emitted row."""
+    return int.from_bytes(hashlib.blake2b(repr(values).encode(), digest_size=6).digest())
+
+
+def ceil_ms(us: int) -> int:
+    return -(-us // MS)
+
+
+def row_type(table: TableDef) -> Any:
+    from pyflink.common import Types
+
+    kinds = {"string": Types.STRING(), "timestamptz": Types.INSTANT(), "long": Types.LONG(),
+             "int": Types.INT(), "double": Types.DOUBLE(), "boolean": Types.BOOLEAN()}
+    return Types.ROW_NAMED(table.column_names(), [kinds[c.type] for c in table.columns])
+
+
+def table_row(row: Any, name: str, record: dict[str, Any]) -> Any:
+    """*record* as a ``Row`` of table *name*: its columns in the table's order, datetimes as
+    the instants ``row_type`` declares."""
+    return row(*(instant((v - _EPOCH) // _MICRO) if isinstance(v, datetime) else v
+                 for v in (record[c] for c in TABLES[name].column_names())))
+
+
 
 
 def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,
@@ -40,8 +79,6 @@ def append_side_outputs(env: StreamTableEnvironment, statements: StatementSet, c
                         out: Any, names: tuple[str, ...], prefix: str) -> None:
     """Insert each side output *names* of *out* into the Iceberg table of that name."""
     from pyflink.datastream import OutputTag
-
-    from jobs.instance_state import row_type
 
     for name in names:
         table, view = TABLES[name], f"{prefix}_{name}"

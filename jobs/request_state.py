@@ -22,13 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from jobs import requests as rq
-from jobs.instance_state import _EPOCH, _MICRO, MAX_WATERMARK, MS, ceil_ms, digest, instant, row_type
+from jobs.keyed_source import MAX_WATERMARK, MS, ceil_ms, digest, row_type, table_row
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
 from stacktide.schema import TABLES, Envelope
@@ -163,9 +162,7 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
             keep.timers.add(due)
 
     def emit(self, name: str, record: dict[str, Any]) -> tuple[Any, Any]:
-        return self.tags[name], self.Row(*(
-            instant((v - _EPOCH) // _MICRO) if isinstance(v, datetime) else v
-            for v in (record[c] for c in TABLES[name].column_names())))
+        return self.tags[name], table_row(self.Row, name, record)
 
 
 def bundle_time(stream_env: Any, ms: int) -> None:
