@@ -9,8 +9,9 @@ BIN    := $(VENV)/bin
 .PHONY: demo test venv lint clean-state system-packages
 
 # libvirt-python builds against libvirt-dev; the host agent's tests run a real libvirtd with
-# the QEMU driver (software emulation, no KVM needed). Installed only when missing.
-SYSTEM_PACKAGES := pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86
+# the QEMU driver (software emulation, no KVM needed); the jobs compile jvm/operators with
+# javac. Installed only when missing.
+SYSTEM_PACKAGES := openjdk-17-jdk-headless pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-packages:

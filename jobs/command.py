@@ -51,8 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    keep_own_logging()
     result = run_jobs(config, bounded=args.bounded, fresh=args.fresh, handle_signals=True)
     return 0 if result else 1
+
+
+OWN_LOGGERS = ("stacktide", "jobs", "connectors")
+
+
+def keep_own_logging() -> None:
+    """Give the project's loggers the root logger's handlers, and stop them propagating.
+    PyFlink's in-process (loopback) Python workers replace the root logger's handlers with
+    one that sends to Flink's log once the job starts: ``jobs run`` would fall silent from
+    then on, its savepoint and finish lines included."""
+    handlers = list(logging.getLogger().handlers)
+    for name in OWN_LOGGERS:
+        own = logging.getLogger(name)
+        own.setLevel(logging.getLogger().level)
+        own.handlers, own.propagate = handlers, False
 
 
 # Set by a signal; the wait loop stops the job at its next turn. A KeyboardInterrupt raised
@@ -92,9 +108,11 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
         drained_savepoints,
         restore_point,
         stopped_savepoints,
+        submit,
     )
     from stacktide.catalog import add_missing_columns, ensure_table, load_catalog
     from stacktide.local.jars import ensure_jars
+    from stacktide.local.operators import operator_jar
     from stacktide.schema import TABLES
 
     jars = ensure_jars(config)
@@ -106,7 +124,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     catch_up = end_offsets(config) if bounded and restore is not None else None
     env, t_env = create_stream_env(
         config,
-        JobJars(pipeline=tuple(jars["flink"]), hadoop=tuple(jars["hadoop"])),
+        JobJars(pipeline=(*jars["flink"], operator_jar(config)), hadoop=tuple(jars["hadoop"])),
         job_name=JOB_NAME,
         restore_from=restore,
         overrides=flink_options,
@@ -121,7 +139,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     host_samples.build(t_env, statements, config, bounded=sources_bounded)
     statements.attach_as_datastream()
     started = time.monotonic()
-    client = env.execute_async(JOB_NAME)
+    client = submit(env, JOB_NAME)
     log.info("job submitted id=%s bounded=%s", client.get_job_id(), bounded)
     result = client.get_job_execution_result()
     if handle_signals:  # once the JVM runs: PyFlink's gateway start replaces these handlers
@@ -133,7 +151,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
             _wait(result, until=lambda: caught_up(config, groups, catch_up))
             log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
             if not result.done():
-                stop_with_savepoint(client, drained_savepoints(flink, JOB_NAME), drain=True)
+                stop_when_running(client, drained_savepoints(flink, JOB_NAME), result)
         _wait(result)
         result.result()  # raises what failed the job
     except KeyboardInterrupt:
@@ -161,6 +179,23 @@ def stop_with_savepoint(client: Any, directory: Path, *, drain: bool) -> str:
     formats = get_gateway().jvm.org.apache.flink.core.execution.SavepointFormatType
     future = client._j_job_client.stopWithSavepoint(drain, directory.as_uri(), formats.DEFAULT)
     return str(future.get())
+
+
+def stop_when_running(client: Any, directory: Path, result: Any, seconds: float = 120) -> None:
+    """Stop with a drained savepoint, retried while the job's tasks are still starting (a run
+    resumed with nothing left to read is caught up before they all run, and Flink refuses a
+    savepoint until they do)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            stop_with_savepoint(client, directory, drain=True)
+            return
+        except Exception as exc:
+            if result.done() or time.monotonic() > deadline or \
+                    "not being executed at the moment" not in str(exc):
+                raise
+            log.info("tasks still starting: the savepoint waits for them")
+            time.sleep(1.0)
 
 
 def end_offsets(config: Config) -> dict[int, int]:

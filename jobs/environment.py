@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.sqlfile import Ident, Literal
 from stacktide.catalog import flink_catalog_options
@@ -149,3 +149,25 @@ def register_catalog(env: TableEnvironment, config: Config) -> None:
     )
     name = Ident(config.iceberg.catalog_name).render()
     env.execute_sql(f"CREATE CATALOG IF NOT EXISTS {name} WITH (\n  {options}\n)")
+
+
+def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
+    """``env.execute_async(job_name)``, with the keyed broadcast operators of the Python jobs
+    translated by ``stacktide.flink.CheckpointedTimersTranslator`` (jvm/operators): PyFlink's
+    own operator leaves the timers registered by the last bundle before a checkpoint out of
+    that checkpoint, and a job restored from it loses them. PyFlink puts its translator back
+    each time it configures its operators, so this does its steps and then puts ours."""
+    from pyflink.common.job_client import JobClient
+    from pyflink.java_gateway import get_gateway
+    from pyflink.util.java_utils import get_field_value
+
+    jvm = get_gateway().jvm
+    j_env = env._j_stream_execution_environment
+    config_util = jvm.org.apache.flink.python.util.PythonConfigUtil
+    config_util.configPythonOperator(j_env)
+    jvm.org.apache.flink.python.chain.PythonOperatorChainingOptimizer.apply(j_env)
+    config_util.setPartitionCustomOperatorNumPartitions(get_field_value(j_env, "transformations"))
+    jvm.stacktide.flink.CheckpointedTimersTranslator.register()
+    graph = j_env.getStreamGraph(True)
+    graph.setJobName(job_name)
+    return JobClient(j_job_client=j_env.executeAsync(graph))

@@ -15,10 +15,11 @@ processing time (it would drop a quiet live instance), and in PyFlink it switche
 Python state cache off for every state of the operator.
 
 At the end of a bounded input the watermark jumps to +inf and every timer fires. Usage then
-stops at the newest event time seen minus the out-of-orderness (where a streaming run's
-watermark would stop on the same data, not at the end of time), and pending exists are
-decided: no more input can come in this run. Revisions only grow per key, across runs:
-a run starts them above every revision already in the tables (:func:`first_revision`).
+stops at the newest event time of the input (the event clock) minus the out-of-orderness
+(where a streaming run's watermark would stop on the same data, not at the end of time), and
+pending exists are decided: no more input can come in this run. Revisions only grow per key,
+across runs: a run starts them above every revision already in the tables
+(:func:`first_revision`).
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ from typing import TYPE_CHECKING, Any
 from jobs import lifecycle as lc
 from jobs import usage
 from jobs.audit import AuditResult, Mismatch, missing_exists, periodic, verify
-from jobs.keyed_source import MAX_WATERMARK, MS, ceil_ms, digest, row_type, table_row
+from jobs.keyed_source import MAX_WATERMARK, MS, EventClock, ceil_ms, digest, row_type, table_row
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
 from stacktide.schema import TABLES, Envelope
 
 if TYPE_CHECKING:
-    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream import KeyedBroadcastProcessFunction
     from pyflink.table import StatementSet, StreamTableEnvironment
 else:
-    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream import KeyedBroadcastProcessFunction
 
 UID = "instance-state"  # operator uid: keep it, or a restart cannot find the state
 SOURCE, GROUP_ID = "kafka_instance_notifications", "stacktide-jobs-instances"
@@ -94,8 +95,9 @@ class Keep:
         self.state, self.book = usage.loads(data)
 
 
-class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """The per-instance state machine, usage windows and exists audit, driven by Flink."""
+class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: ignore[misc]
+    """The per-instance state machine, usage windows and exists audit, driven by Flink; the
+    broadcast side is the event clock (:class:`jobs.keyed_source.EventClock`)."""
 
     def __init__(self, timing: Timing, base: int = 0, rules_path: str | None = None) -> None:
         self.timing, self.base, self.rules_path = timing, base, rules_path
@@ -112,14 +114,14 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.tags = {name: OutputTag(name, row_type(TABLES[name])) for name in OUTPUTS}
         metrics = runtime_context.get_metrics_group()
         self.late, self.duplicates = metrics.counter("late_events"), metrics.counter("duplicates")
-        self.newest = -lc.END  # the newest event time this subtask saw since it started
+        self.open_clock()
 
     def process_element(self, r: Any, ctx: Any) -> Iterator[Any]:
         env = Envelope(r[0], r[1], "", "", "", r[2], None, None, None, r[3], "", r[4], None, None,
                        None, r[5], r[6], self.loads(r[7]) if r[7] else None)
         if (obs := lc.observe(env, self.rules)) is None:
             return
-        self.newest = max(self.newest, obs.at)
+        self.saw(obs.at)
         keep: Keep | None = self.keep.value()
         wm = max(ctx.timer_service().current_watermark() * MS, keep.watermark if keep else -lc.END)
         if keep is None and obs.at < wm - self.timing.lateness:
@@ -158,11 +160,11 @@ class InstanceFunction(KeyedProcessFunction):  # type: ignore[misc]
         keep.timers.discard(timestamp)
         current = ctx.timer_service().current_watermark()
         final = current >= MAX_WATERMARK
-        # At the end of input: the newest time seen (by this subtask since it started, or by
-        # this instance, should a failover have restarted the subtask after the last element).
+        # At the end of input: the newest event time of the input (kept across restarts by the
+        # event clock; an instance's own newest time may be later than its last minute's).
         keep.watermark = now = max(
-            max(self.newest, keep.heard) - self.timing.out_of_order if final else current * MS,
-            keep.watermark)
+            max(self.newest(ctx), keep.heard) - self.timing.out_of_order if final
+            else current * MS, keep.watermark)
         deleted = final and keep.state.deleted_at is not None
         yield from self.advance(keep, lc.END - 1 if deleted else now)  # a deletion ends usage
         keep.state, keep.book = usage.compact(keep.state, keep.book, self.timing.period,
@@ -334,14 +336,15 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
     *from_earliest*: read the whole topic (there is no state to resume from)."""
     from pyflink.common import Types
 
-    from jobs.keyed_source import append_side_outputs, declare_source
+    from jobs.keyed_source import append_side_outputs, declare_source, keyed_with_clock
 
     timing = timing or timing_of(config)
     declare_source(env, config, table=SOURCE, group_id=GROUP_ID, out_of_order_us=timing.out_of_order,
                    bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("instance_notifications", source=Ident(SOURCE),
                                  event_filter=Raw(event_filter(lc.load_rules(rules_path)))))
-    keyed = env.to_data_stream(query).key_by(lambda r: f"{r[1]}/{r[5]}", key_type=Types.STRING())
+    keyed = keyed_with_clock(env, env.to_data_stream(query), lambda r: f"{r[1]}/{r[5]}",
+                             "instance_state")
     function = InstanceFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
     append_side_outputs(env, statements, config, out, OUTPUTS, "instance_state")

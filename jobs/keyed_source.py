@@ -10,19 +10,21 @@ the rows its SQL filter passes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import ENVELOPE_COLUMNS, TABLES, TableDef, flink_type
+from stacktide.schema import ENVELOPE_COLUMNS, TABLES, TableDef, flink_type, parse_time
 
 if TYPE_CHECKING:
     from pyflink.table import StatementSet, StreamTableEnvironment
 
 MAX_WATERMARK = 2**63 - 1  # Long.MAX_VALUE ms: the end of a bounded input
 MS = 1000
+NEVER = -(2**62)  # µs: before any event time
 _EPOCH, _MICRO = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 
@@ -56,6 +58,72 @@ def table_row(row: Any, name: str, record: dict[str, Any]) -> Any:
                  for v in (record[c] for c in TABLES[name].column_names())))
 
 
+
+
+CLOCK_KEY = "newest"
+EVENT_TIME = "TO_TIMESTAMP(SUBSTRING(`generated` FROM 1 FOR 23), 'yyyy-MM-dd''T''HH:mm:ss.SSS')"
+
+
+def clock_descriptor() -> Any:
+    """The broadcast state of a keyed job's event clock (see :func:`keyed_with_clock`)."""
+    from pyflink.common import Types
+    from pyflink.datastream.state import MapStateDescriptor
+
+    return MapStateDescriptor("event-clock", Types.STRING(), Types.LONG())
+
+
+class EventClock:
+    """The broadcast side of a keyed job: the newest event time of its input, in µs.
+
+    A field of the function does in an undisturbed run, but a run resumed from a checkpoint
+    or savepoint taken after the last event was read would start it over (and end every key
+    at its own newest event): broadcast state is checkpointed with the keyed state. The
+    function keeps both: the clock's last minute may reach it after the end of input.
+    """
+
+    clock: Any
+    seen: int  # the newest event time this subtask read since it started
+
+    def open_clock(self) -> None:
+        self.clock, self.seen = clock_descriptor(), NEVER
+
+    def saw(self, at: int) -> None:
+        self.seen = max(self.seen, at)
+
+    def process_broadcast_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        state, at = ctx.get_broadcast_state(self.clock), us_of(value[0])
+        if at > (state.get(CLOCK_KEY) or NEVER):
+            state.put(CLOCK_KEY, at)
+        yield from ()
+
+    def newest(self, ctx: Any) -> int:
+        """The newest event time of the input: what this subtask read itself (exact in a run
+        that read everything), or what the broadcast state holds (from before a restart)."""
+        return max(self.seen, ctx.get_broadcast_state(self.clock).get(CLOCK_KEY) or NEVER)
+
+
+def keyed_with_clock(env: StreamTableEnvironment, rows: Any, key: Any, name: str) -> Any:
+    """*rows* (a DataStream of a query with a ``generated`` column and event time) keyed by
+    *key*, connected to their event clock (sql/event_clock.sql) broadcast: what a
+    :class:`EventClock` function processes. The clock is computed in the JVM on the same
+    stream, so the topic is read once."""
+    from pyflink.common import Types
+    from pyflink.table import Schema
+
+    # The rows reach the DataStream without their event time (Python never needs it): the
+    # clock derives it again. Its watermark runs ahead of the source's (no out-of-orderness,
+    # no per-partition minimum), which only drops rows older than one already counted.
+    table = env.from_data_stream(rows, Schema.new_builder()
+                                 .column_by_expression("rowtime", EVENT_TIME)
+                                 .watermark("rowtime", "`rowtime`").build())
+    env.create_temporary_view(view := f"{name}_clock_input", table)
+    clock = env.to_data_stream(env.sql_query(render("event_clock", source=Ident(view))))
+    return rows.key_by(key, key_type=Types.STRING()).connect(clock.broadcast(clock_descriptor()))
+
+
+def us_of(text: str) -> int:
+    """A Kafka timestamp text (:func:`stacktide.schema.format_time`) in µs since the epoch."""
+    return (parse_time(text) - _EPOCH) // _MICRO
 
 
 def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,

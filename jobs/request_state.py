@@ -14,7 +14,8 @@ closes it (``open`` -> ``ok``/``error``). Its state is kept for the allowed late
 that (``jobs.dedup_ttl_hours``), so a late event still corrects the row, then cleared.
 
 At the end of a bounded input the watermark jumps to +inf; the job then takes the newest
-event time seen minus the out-of-orderness as "now", as the instance job does: a request
+event time of its input (the event clock) minus the out-of-orderness as "now", as the
+instance job does: a request
 that a streaming run would still hold open stays open.
 """
 
@@ -27,22 +28,29 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jobs import requests as rq
-from jobs.keyed_source import MAX_WATERMARK, MS, ceil_ms, digest, row_type, table_row
+from jobs.keyed_source import (
+    MAX_WATERMARK,
+    MS,
+    EventClock,
+    ceil_ms,
+    digest,
+    row_type,
+    table_row,
+)
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
 from stacktide.schema import TABLES, Envelope
 
 if TYPE_CHECKING:
-    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream import KeyedBroadcastProcessFunction
     from pyflink.table import StatementSet, StreamTableEnvironment
 else:
-    from pyflink.datastream import KeyedProcessFunction
+    from pyflink.datastream import KeyedBroadcastProcessFunction
 
 UID = "request-state"  # operator uid: keep it, or a restart cannot find the state
 SOURCE, GROUP_ID = "kafka_request_notifications", "stacktide-jobs-requests"
 OUTPUTS = ("requests", "errors")
 ALERTS = "alerts"
-NEVER = -(2**62)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +75,9 @@ class Keep:
     timers: set[int] = field(default_factory=set)
 
 
-class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
-    """Folds a request's notifications; writes its row, its errors and their alerts."""
+class RequestFunction(EventClock, KeyedBroadcastProcessFunction):  # type: ignore[misc]
+    """Folds a request's notifications; writes its row, its errors and their alerts. The
+    broadcast side is the event clock (:class:`jobs.keyed_source.EventClock`)."""
 
     def __init__(self, timing: Timing, base: int = 0, rules_path: str | None = None) -> None:
         self.timing, self.base, self.rules_path = timing, base, rules_path
@@ -85,14 +94,14 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
         self.tags[ALERTS] = OutputTag(ALERTS, alert_type())
         metrics = runtime_context.get_metrics_group()
         self.duplicates, self.alerted = metrics.counter("duplicates"), metrics.counter("alerts")
-        self.newest = NEVER
+        self.open_clock()
 
     def process_element(self, r: Any, ctx: Any) -> Iterator[Any]:
         payload = orjson.loads(r[11]) if r[11] else None
         env = Envelope(r[0], r[1], "", "", r[3] or "", r[2], None, r[4], r[5], r[6], "", r[7],
                        r[8], r[10], None, r[9], "legacy", payload)
         event = rq.observe(env, self.rules)
-        self.newest = max(self.newest, event.at)
+        self.saw(event.at)
         key = rq.group_key(event.global_request_id, event.request_id) or f"message:{r[0]}"
         keep: Keep | None = self.keep.value()
         keep = keep or Keep(rq.Timeline(key), self.base)
@@ -116,7 +125,8 @@ class RequestFunction(KeyedProcessFunction):  # type: ignore[misc]
         keep.timers.discard(timestamp)
         current = ctx.timer_service().current_watermark()
         final = current >= MAX_WATERMARK
-        now = self.newest - self.timing.out_of_order if final else current * MS
+        now = max(self.newest(ctx), keep.timeline.last_at) - self.timing.out_of_order if final \
+            else current * MS
         closed = now >= keep.timeline.last_at + self.timing.timeout
         yield from self.flush(keep, closed)
         if not final and now >= keep.timeline.last_at + self.timing.timeout + self.timing.lateness:
@@ -219,7 +229,7 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
     from pyflink.common import Types
     from pyflink.datastream import OutputTag
 
-    from jobs.keyed_source import append_side_outputs, declare_source
+    from jobs.keyed_source import append_side_outputs, declare_source, keyed_with_clock
 
     rules = rq.load_rules(rules_path)
     timing = timing_of(config, rules)
@@ -230,8 +240,8 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
     stream = env.to_data_stream(query)
     if not bounded:  # a bounded run replays: throughput matters there, not an alert's delay
         bundle_time(stream.get_execution_environment(), rules.python_bundle_ms)
-    keyed = stream.key_by(
-        lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}", key_type=Types.STRING())
+    keyed = keyed_with_clock(env, stream, lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}",
+                             "request_state")
     function = RequestFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
     append_side_outputs(env, statements, config, out, OUTPUTS, "request_state")

@@ -1,0 +1,168 @@
+"""The jobs stopped mid-stream and started again end with the tables of an undisturbed run.
+
+One bounded run over simulated nova traffic gives the tables to match. Then the same traffic
+goes to a streaming ``stacktide jobs run`` (a child process, as an operator starts it) in two
+parts, and the run is stopped:
+
+- SIGKILL right after the second part was written: the job dies mid-stream and the next run
+  resumes from its last checkpoint, reading again what came after it;
+- SIGTERM once every job has read (and committed) everything: the job stops with a
+  savepoint, and the next run resumes from it with nothing left to read. What a run knows
+  only from events it read (the newest event time, which ends the usage of every live
+  instance at the end of a bounded run) must come from that savepoint.
+
+Either way a bounded ``run_jobs`` then finishes the work, and the current rows of every
+table the keyed jobs write, their history and the archive equal the undisturbed run's.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import instance_state, notifications, request_state
+from jobs.command import JOB_NAME, caught_up, end_offsets, run_jobs
+from jobs.environment import latest_checkpoint, restore_point, stopped_savepoints
+from stacktide.catalog import load_catalog
+from stacktide.config import Config
+from stacktide.readers.common import KEYS as REQUEST_KEYS
+from stacktide.schema import Envelope
+from stacktide.simulate.cloud import Params
+from stacktide.simulate.delivery import Delivery
+from stacktide.simulate.traffic import Traffic, generate
+from stacktide.usage_report import KEYS, current
+from tests.e2e.test_usage_path import (
+    envelopes,
+    produce,
+    setup,
+    table_usage,
+    truth_usage,
+    write_config,
+)
+
+pytestmark = pytest.mark.stack
+
+GROUPS = (notifications.GROUP_ID, instance_state.GROUP_ID, request_state.GROUP_ID)
+PYFLINK_ENV = ("PYFLINK_", "_PYFLINK_", "PYTHON_LOOPBACK_", "_PYTHON_WORKER_", "FLINK_",
+               "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY")
+
+
+def fresh_environment() -> dict[str, str]:
+    """This process's environment, less what PyFlink's in-process (loopback) Python workers
+    wrote into it when an earlier test ran the jobs: a child inheriting it refuses to start
+    its JVM (PYFLINK_GATEWAY_DISABLED) or sends its Python work to this process's workers
+    (PYTHON_LOOPBACK_SERVER_ADDRESS), which hangs both once the child is killed."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(PYFLINK_ENV)}
+
+
+def current_rows(config: Config) -> dict[str, Any]:
+    """What a reader sees: the current rows without their revision numbers (how often a row
+    changed depends on when watermarks and checkpoints came), the histories, the archive."""
+    catalog, ns = load_catalog(config.iceberg), config.iceberg.namespace
+
+    def drop(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(tuple((k, v) for k, v in r.items() if k != "revision") for r in rows)
+
+    def history(name: str) -> list[tuple[Any, ...]]:
+        return drop(catalog.load_table(f"{ns}.{name}").scan().to_arrow().to_pylist())
+
+    def now(name: str) -> list[tuple[Any, ...]]:
+        rows = catalog.load_table(f"{ns}.{name}").scan().to_arrow()
+        return drop(current(rows, {**KEYS, **REQUEST_KEYS}[name]).to_pylist())
+
+    return {
+        "usage": table_usage(config),
+        **{name: now(name) for name in ("instances", "usage_audit", "requests", "errors")},
+        "instance_events": history("instance_events"),
+        "archive": sorted(catalog.load_table(f"{ns}.notifications").scan(
+            selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()),
+    }
+
+
+def difference(got: Any, want: Any) -> dict[str, Any]:
+    """What only one side has, a few of each: an assertion message a person can read."""
+    a, b = (set(x.items()) if isinstance(x, dict) else set(x) for x in (got, want))
+    return {"only_restarted": sorted(a - b, key=repr)[:5],
+            "only_undisturbed": sorted(b - a, key=repr)[:5], "counts": (len(got), len(want))}
+
+
+def committed(config: Config) -> int:
+    """Rows of the archive so far (0 until the job created the table)."""
+    catalog, ident = load_catalog(config.iceberg), f"{config.iceberg.namespace}.notifications"
+    if not catalog.table_exists(ident):
+        return 0
+    return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
+
+
+@pytest.fixture(scope="module")
+def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]:
+    """Traffic for the restart tests and the tables of one undisturbed bounded run over it."""
+    traffic = generate(Params(seed=11, instances=60, hours=48), "legacy",
+                       Delivery(11, reorder_window_s=60.0, delay_fraction=0.03,
+                                delay_hours=(1.0, 3.0), duplicate_fraction=0.05), corrupt=5)
+    items = envelopes(traffic)
+    calm = setup(stack, "calm", settle_hours=4)
+    produce(calm, items)
+    assert run_jobs(calm, bounded=True, fresh=True)
+    usage = table_usage(calm)
+    assert usage == truth_usage(traffic), difference(usage, truth_usage(traffic))
+    return traffic, items, current_rows(calm)
+
+
+def wait_for(condition: Any, job: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert job.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(1.0)
+
+
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])
+def test_stopped_mid_stream_resumes_with_the_same_tables(
+        stack: Config, tmp_path: Path, stop: str,
+        undisturbed: tuple[Traffic, list[Envelope], dict[str, Any]]) -> None:
+    traffic, items, want = undisturbed
+    hurt = setup(stack, "hurt", settle_hours=4, state_dir=tmp_path / "state")
+    flink = tmp_path / "state" / "flink"
+    cut = len(items) * 3 // 5
+    produce(hurt, items[:cut])
+    log = tmp_path / "jobs.log"
+    with log.open("wb") as out:
+        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config",
+                                str(write_config(hurt, tmp_path / "hurt.yaml")), "jobs", "run"],
+                               start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
+                               env=fresh_environment())
+    try:
+        first = len({e.message_id for e in items[:cut]})
+        wait_for(lambda: committed(hurt) >= first, job, log, 150)  # through the first part
+        produce(hurt, items[cut:])
+        if stop == "SIGTERM":
+            ends = end_offsets(hurt)
+            wait_for(lambda: caught_up(hurt, GROUPS, ends), job, log, 150)  # read it all
+            job.send_signal(signal.SIGTERM)  # the client alone: it stops the job itself
+            assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)  # the Python client, its JVM, its workers
+        job.wait()
+    text = log.read_text()
+    if stop == "SIGKILL":
+        assert committed(hurt) < len({e.message_id for e in items}), text[-3000:]  # mid-stream
+        assert latest_checkpoint(flink / "checkpoints" / JOB_NAME) == restore_point(flink, JOB_NAME)
+    else:
+        assert "stopped with savepoint" in text, text[-3000:]
+        point = restore_point(flink, JOB_NAME)
+        assert point is not None and point.parent == stopped_savepoints(flink, JOB_NAME)
+    assert run_jobs(hurt, bounded=True)  # resumes from that point
+
+    assert table_usage(hurt) == truth_usage(traffic)
+    got = current_rows(hurt)
+    for part in want:
+        assert got[part] == want[part], (part, difference(got[part], want[part]))

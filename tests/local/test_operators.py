@@ -1,0 +1,45 @@
+"""``stacktide.local.operators``: the project's Flink classes built from source, once."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stacktide.config import Config, config_from_mapping
+from stacktide.errors import ServiceError
+from stacktide.local.operators import SOURCES, operator_jar
+
+
+def config(tmp_path: Path) -> Config:
+    return config_from_mapping({"local": {"cache_dir": str(tmp_path / "cache")}}, "<test>",
+                               base=tmp_path)
+
+
+def test_the_jar_holds_every_class_and_is_built_once(tmp_path: Path) -> None:
+    jar = operator_jar(config(tmp_path))
+    names = set(zipfile.ZipFile(jar).namelist())
+    for source in SOURCES.rglob("*.java"):
+        assert source.relative_to(SOURCES).with_suffix(".class").as_posix() in names
+    stamp = jar.stat().st_mtime_ns
+    assert operator_jar(config(tmp_path)) == jar and jar.stat().st_mtime_ns == stamp
+
+
+def test_a_changed_source_builds_a_new_jar(tmp_path: Path) -> None:
+    sources = tmp_path / "src" / "demo"
+    sources.mkdir(parents=True)
+    (sources / "A.java").write_text("package demo; public class A {}\n")
+    first = operator_jar(config(tmp_path), tmp_path / "src")
+    (sources / "A.java").write_text("package demo; public class A { int x; }\n")
+    second = operator_jar(config(tmp_path), tmp_path / "src")
+    assert first != second and first.is_file() and second.is_file()
+
+
+def test_a_source_that_does_not_compile_names_the_error(tmp_path: Path) -> None:
+    sources = tmp_path / "src"
+    sources.mkdir()
+    (sources / "B.java").write_text("public class B { int x = ; }\n")
+    with pytest.raises(ServiceError, match=r"(?s)javac failed on .*B\.java:1: error"):
+        operator_jar(config(tmp_path), sources)
+    assert not list((tmp_path / "cache").rglob("*.jar"))
