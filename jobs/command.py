@@ -147,8 +147,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
             signal.signal(signum, _request_stop)
     try:
         if catch_up is not None:
-            groups = (notifications.GROUP_ID, instance_state.GROUP_ID, request_state.GROUP_ID)
-            _wait(result, until=lambda: caught_up(config, groups, catch_up))
+            _wait(result, until=lambda: caught_up(config, catch_up))
             log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
             if not result.done():
                 stop_when_running(client, drained_savepoints(flink, JOB_NAME), result)
@@ -198,33 +197,47 @@ def stop_when_running(client: Any, directory: Path, result: Any, seconds: float 
             time.sleep(1.0)
 
 
-def end_offsets(config: Config) -> dict[int, int]:
-    """Partition -> end offset of the notifications topic, now."""
+def readers() -> dict[str, tuple[str, ...]]:
+    """Topic (without prefix) -> the consumer groups of the jobs that read it."""
+    from jobs import host_samples, instance_state, notifications, request_state
+
+    return {"notifications": (notifications.GROUP_ID, instance_state.GROUP_ID,
+                              request_state.GROUP_ID),
+            "samples": (host_samples.GROUP_ID,)}
+
+
+def end_offsets(config: Config) -> dict[str, dict[int, int]]:
+    """Topic -> partition -> end offset, now, of every topic the jobs read."""
     from confluent_kafka import Consumer, TopicPartition
 
-    topic = config.kafka.topic("notifications")
     consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
                          "group.id": "stacktide-jobs-end-offsets", "enable.auto.commit": False})
     try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                for p in partitions}
+        ends = {}
+        for name in readers():
+            topic = config.kafka.topic(name)
+            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+            ends[name] = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                          for p in partitions}
+        return ends
     finally:
         consumer.close()
 
 
-def caught_up(config: Config, groups: tuple[str, ...], ends: dict[int, int]) -> bool:
-    """Whether every consumer group committed (on a completed checkpoint) *ends*."""
+def caught_up(config: Config, ends: dict[str, dict[int, int]]) -> bool:
+    """Whether every job's consumer group committed (on a completed checkpoint) *ends* of
+    each topic it reads."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    topic = config.kafka.topic("notifications")
     admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
-    wanted = [TopicPartition(topic, p) for p in ends]
-    for group in groups:
-        request = [ConsumerGroupTopicPartitions(group, wanted)]
-        committed = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
-        have = {tp.partition: tp.offset for tp in committed.topic_partitions}
-        if any(end > 0 and have.get(p, -1) < end for p, end in ends.items()):
-            return False
+    for name, groups in readers().items():
+        topic, offsets = config.kafka.topic(name), ends.get(name, {})
+        wanted = [TopicPartition(topic, p) for p in offsets]
+        for group in groups:
+            request = [ConsumerGroupTopicPartitions(group, wanted)]
+            committed = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
+            have = {tp.partition: tp.offset for tp in committed.topic_partitions}
+            if any(end > 0 and have.get(p, -1) < end for p, end in offsets.items()):
+                return False
     return True

@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 
-from jobs import instance_state, notifications, request_state
 from jobs.command import JOB_NAME, caught_up, end_offsets, run_jobs
 from jobs.environment import latest_checkpoint, restore_point, stopped_savepoints
 from stacktide.catalog import load_catalog
@@ -49,7 +48,6 @@ from tests.e2e.test_usage_path import (
 
 pytestmark = pytest.mark.stack
 
-GROUPS = (notifications.GROUP_ID, instance_state.GROUP_ID, request_state.GROUP_ID)
 PYFLINK_ENV = ("PYFLINK_", "_PYFLINK_", "PYTHON_LOOPBACK_", "_PYTHON_WORKER_", "FLINK_",
                "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY")
 
@@ -145,7 +143,7 @@ def test_stopped_mid_stream_resumes_with_the_same_tables(
         produce(hurt, items[cut:])
         if stop == "SIGTERM":
             ends = end_offsets(hurt)
-            wait_for(lambda: caught_up(hurt, GROUPS, ends), job, log, 150)  # read it all
+            wait_for(lambda: caught_up(hurt, ends), job, log, 150)  # read it all
             job.send_signal(signal.SIGTERM)  # the client alone: it stops the job itself
             assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
     finally:
@@ -166,3 +164,37 @@ def test_stopped_mid_stream_resumes_with_the_same_tables(
     got = current_rows(hurt)
     for part in want:
         assert got[part] == want[part], (part, difference(got[part], want[part]))
+
+
+def test_caught_up_waits_for_every_topic_the_jobs_read(stack: Config) -> None:
+    """A resumed bounded run stops once every job's group committed the end of each topic it
+    reads: samples too, not only notifications."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from jobs.command import readers
+
+    config = setup(stack, "caught", settle_hours=1)
+    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers})
+    for name in ("notifications", "samples"):
+        for i in range(5):
+            producer.produce(config.kafka.topic(name), key=b"k", value=b"{}", partition=i % 2)
+    assert producer.flush(30) == 0
+    ends = end_offsets(config)
+    assert sum(ends["samples"].values()) == 5 and sum(ends["notifications"].values()) == 5
+
+    def commit(name: str, group: str, at_end: bool) -> None:
+        consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers,
+                             "group.id": group, "enable.auto.commit": False})
+        try:
+            consumer.commit(offsets=[TopicPartition(config.kafka.topic(name), p, end if at_end else 0)
+                                     for p, end in ends[name].items()], asynchronous=False)
+        finally:
+            consumer.close()
+
+    for name, groups in readers().items():
+        for group in groups:
+            commit(name, group, at_end=name == "notifications")
+    assert not caught_up(config, ends)  # the samples job is behind
+    for group in readers()["samples"]:
+        commit("samples", group, at_end=True)
+    assert caught_up(config, ends)
