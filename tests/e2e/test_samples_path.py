@@ -205,3 +205,44 @@ def test_agent_direct_to_kafka(stack: Config, tmp_path: Path) -> None:
     assert all(v["count"] == 1 and r.key == b"cmp-direct" for r, v in zip(records, values, strict=True))
     assert {v["instance_id"] for v in values} == set(expected.values())
     assert len({v["window_start"] for v in values}) == 2
+
+
+def test_a_bridge_with_cells_and_a_udp_section_forwards_both(stack: Config, tmp_path: Path) -> None:
+    """One ``stacktide bridge`` process: the cells' notifications to the notifications topic
+    and the statsd datagrams to the samples topic."""
+    from connectors.bridge import Bridge
+    from connectors.replay import publish
+    from tests.e2e.test_usage_path import write_config
+
+    port = _free_udp_port()
+    config = dataclasses.replace(isolated(stack, "cellsudp"),
+                                 udp=UdpConfig(port=port, flush_interval_s=FLUSH_S))
+    ensure_topics(config)
+    traffic = generate(Params(seed=9, instances=3, hours=2, cells=(config.cells[0].name,)))
+    messages = [r.captured() for _, r in traffic.messages]
+    Bridge(config).declare()  # the bridge's queues exist before anything is published
+    assert publish(config, messages) == len(messages)
+    data = yaml.safe_load(write_config(config, tmp_path / "c.yaml").read_text())
+    data["bridge"] = {"queue_prefix": config.bridge.queue_prefix}
+    data["udp"] = {"port": port, "flush_interval_s": FLUSH_S}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    bridge = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config",
+                               str(tmp_path / "c.yaml"), "bridge", "--idle-exit", "6"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)  # the receiver binds its socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            for value in (5, 7):
+                out.sendto(b"cpu:%d|c|#host:cmp-1,instance:i-1,unit:ns" % value, ("127.0.0.1", port))
+                time.sleep(FLUSH_S * 2.5)
+        stdout, _ = bridge.communicate(timeout=60)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait()
+    assert bridge.returncode == 0, stdout
+    assert f"forwarded={len(messages)}" in stdout, stdout
+    notifications = {json.loads(r.value)["message_id"] for r in read_topic(config, "notifications")}
+    assert notifications == {e.message_id for e in envelopes(traffic)}
+    samples = [json.loads(r.value) for r in read_topic(config, "samples")]
+    assert sum(s["count"] for s in samples) == 2 and sum(s["sum"] for s in samples) == 12, samples
