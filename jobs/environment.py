@@ -102,15 +102,16 @@ def create_table_env(
 ) -> TableEnvironment:
     """A table environment with the catalog registered; *batch* for queries over the tables
     (the ready queries of ``sql/``), streaming otherwise."""
-    from pyflink.common import Configuration
+    settings = _settings(config, jars, job_name, restore_from)  # before the JVM starts: it
+    from pyflink.common import Configuration  # inherits the environment this sets
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
     conf = Configuration()
-    for key, value in _settings(config, jars, job_name, restore_from).items():
+    for key, value in settings.items():
         conf.set_string(key, value)
-    settings = EnvironmentSettings.new_instance()
-    settings = settings.in_batch_mode() if batch else settings.in_streaming_mode()
-    env = TableEnvironment.create(settings.with_configuration(conf).build())
+    mode = EnvironmentSettings.new_instance()
+    mode = mode.in_batch_mode() if batch else mode.in_streaming_mode()
+    env = TableEnvironment.create(mode.with_configuration(conf).build())
     register_catalog(env, config)
     return env
 

@@ -20,7 +20,8 @@ SOURCE = "kafka_samples"
 GROUP_ID = "stacktide-jobs-samples"
 
 
-def declare_source(env: TableEnvironment, config: Config, *, bounded: bool) -> str:
+def declare_source(env: TableEnvironment, config: Config, *, bounded: bool,
+                   group_id: str = GROUP_ID) -> str:
     columns = ",\n  ".join(f"`{c.name}` {flink_type(c)}" for c in SAMPLE_COLUMNS)
     env.execute_sql(render(
         "kafka_samples",
@@ -29,7 +30,7 @@ def declare_source(env: TableEnvironment, config: Config, *, bounded: bool) -> s
         out_of_order_s=Literal(str(int(config.jobs.out_of_order_s))),
         topic=Literal(config.kafka.topic("samples")),
         bootstrap_servers=Literal(config.kafka.bootstrap_servers),
-        group_id=Literal(GROUP_ID),
+        group_id=Literal(group_id),
         bounded_mode=Literal("latest-offset" if bounded else "unbounded"),
     ))
     return SOURCE
