@@ -1,7 +1,7 @@
 """Ready Flink SQL over the tables, rendered for a configuration (catalog, namespace).
 
-The statements are files in ``sql/``; the keys that identify a revised table's rows come from
-:data:`stacktide.usage_report.KEYS`, the same rule the pyiceberg readers apply.
+The statements are files in ``sql/``; the keys that identify a revised table's rows are the
+tables' identifier fields (:data:`stacktide.schema.TABLES`), as for the pyiceberg readers.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from jobs.sqlfile import Ident, Raw, render
 from stacktide.config import Config
 from stacktide.schema import TABLES
-from stacktide.usage_report import KEYS
 
 
 def table_ident(config: Config, name: str) -> Ident:
@@ -21,7 +20,7 @@ def current_rows(config: Config, name: str) -> str:
     ``usage_audit``)."""
     columns = ", ".join(f"`{c}`" for c in TABLES[name].column_names())
     return render("current_rows", columns=Raw(columns), table=table_ident(config, name),
-                  key=Raw(", ".join(f"`{k}`" for k in KEYS[name])))
+                  key=Raw(", ".join(f"`{k}`" for k in TABLES[name].identifier)))
 
 
 def usage_by_tenant(config: Config) -> str:

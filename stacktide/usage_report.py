@@ -16,16 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from stacktide.config import Config
 from stacktide.errors import StacktideError
+from stacktide.schema import TABLES
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# table -> the columns that identify a row (the key revisions are counted per)
-KEYS: dict[str, tuple[str, ...]] = {
-    "instances": ("cell", "instance_id"),
-    "instance_usage": ("cell", "instance_id", "period_start", "flavor_id"),
-    "usage_audit": ("message_id",),
-}
 COLUMNS = ("cell", "instance_id", "tenant_id", "period_start", "period_end", "flavor_id", "vcpus",
            "memory_mb", "disk_gb", "microseconds", "running_microseconds", "revision")
 
@@ -50,7 +45,7 @@ def read_current(config: Config, name: str, row_filter: Any = None) -> pa.Table:
 
     table = load_catalog(config.iceberg).load_table(f"{config.iceberg.namespace}.{name}")
     scan = table.scan() if row_filter is None else table.scan(row_filter=row_filter)
-    return current(scan.to_arrow(), KEYS[name])
+    return current(scan.to_arrow(), TABLES[name].identifier)
 
 
 def seconds(us: int) -> str:

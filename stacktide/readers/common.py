@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from stacktide.config import Config
 from stacktide.errors import StacktideError
+from stacktide.schema import TABLES
 from stacktide.usage_report import current
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-KEYS: dict[str, tuple[str, ...]] = {"requests": ("request_id",), "errors": ("message_id",)}
 TIME_COLUMN = {"requests": "first_at", "errors": "at", "notifications": "generated"}
 JSON_COLUMNS = ("cells", "services", "hosts", "instance_ids", "operations", "preceding")
 
@@ -73,7 +73,6 @@ def read_arrow(config: Config, name: str, where: Any = None, cell: str | None = 
     import pyarrow.compute as pc
 
     from stacktide.catalog import load_catalog
-    from stacktide.usage_report import KEYS as USAGE_KEYS
 
     catalog = load_catalog(config.iceberg)
     ident = f"{config.iceberg.namespace}.{name}"
@@ -82,9 +81,8 @@ def read_arrow(config: Config, name: str, where: Any = None, cell: str | None = 
     table = catalog.load_table(ident)
     scan = table.scan() if where is None else table.scan(row_filter=where)
     rows = scan.to_arrow()
-    keys = {**USAGE_KEYS, **KEYS}
-    if name in keys:
-        rows = current(rows, keys[name])
+    if "revision" in rows.column_names:  # a revised table: the highest revision per key
+        rows = current(rows, TABLES[name].identifier)
     if cell is not None and "cells" in rows.column_names:
         rows = rows.filter(pc.match_substring(rows["cells"], json.dumps(cell)))
     elif cell is not None and "cell" in rows.column_names:

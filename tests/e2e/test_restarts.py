@@ -31,12 +31,11 @@ from jobs.command import JOB_NAME, caught_up, end_offsets, run_jobs
 from jobs.environment import latest_checkpoint, restore_point, stopped_savepoints
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
-from stacktide.readers.common import KEYS as REQUEST_KEYS
-from stacktide.schema import Envelope
+from stacktide.schema import TABLES, Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
-from stacktide.usage_report import KEYS, current
+from stacktide.usage_report import current
 from tests.e2e.test_usage_path import (
     envelopes,
     produce,
@@ -73,7 +72,7 @@ def current_rows(config: Config) -> dict[str, Any]:
 
     def now(name: str) -> list[tuple[Any, ...]]:
         rows = catalog.load_table(f"{ns}.{name}").scan().to_arrow()
-        return drop(current(rows, {**KEYS, **REQUEST_KEYS}[name]).to_pylist())
+        return drop(current(rows, TABLES[name].identifier).to_pylist())
 
     return {
         "usage": table_usage(config),
