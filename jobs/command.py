@@ -147,7 +147,10 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
             signal.signal(signum, _request_stop)
     try:
         if catch_up is not None:
-            _wait(result, until=lambda: caught_up(config, catch_up))
+            from confluent_kafka.admin import AdminClient
+
+            admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
+            _wait(result, until=lambda: caught_up(config, catch_up, admin))
             log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
             if not result.done():
                 stop_when_running(client, drained_savepoints(flink, JOB_NAME), result)
@@ -224,13 +227,13 @@ def end_offsets(config: Config) -> dict[str, dict[int, int]]:
         consumer.close()
 
 
-def caught_up(config: Config, ends: dict[str, dict[int, int]]) -> bool:
+def caught_up(config: Config, ends: dict[str, dict[int, int]], admin: Any = None) -> bool:
     """Whether every job's consumer group committed (on a completed checkpoint) *ends* of
-    each topic it reads."""
+    each topic it reads. *admin*: a Kafka AdminClient to reuse across calls."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
+    admin = admin or AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
     for name, groups in readers().items():
         topic, offsets = config.kafka.topic(name), ends.get(name, {})
         wanted = [TopicPartition(topic, p) for p in offsets]
