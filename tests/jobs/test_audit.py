@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.wire import parse
 from jobs.audit import AuditResult, expected_exists, missing_exists, periodic, verify
 from jobs.lifecycle import InstanceState, Observation, apply, load_rules, message_key, observe
-from stacktide.schema import USAGE_AUDIT, Envelope
+from stacktide.schema import USAGE_AUDIT
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import CORRUPTIBLE, Traffic, generate
+from tests.helpers import simulated_envelopes
 
 RULES = load_rules()
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -27,11 +27,7 @@ def split(traffic: Traffic) -> tuple[dict[tuple[str, str], InstanceState], list[
     """The folded states and the exists observations of *traffic*."""
     states: dict[tuple[str, str], InstanceState] = {}
     exists = []
-    for _, r in traffic.messages:
-        m = r.captured()
-        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
-                    received=NOW)
-        assert isinstance(env, Envelope)
+    for env in simulated_envelopes(traffic, NOW):
         obs = observe(env, RULES)
         if obs is None:
             continue

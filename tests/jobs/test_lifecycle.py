@@ -31,6 +31,7 @@ from stacktide.errors import ConfigError
 from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.traffic import generate
+from tests.helpers import simulated_envelopes
 
 RULES = load_rules()
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -38,15 +39,7 @@ HOUR = 3_600_000_000
 
 
 def envelopes(fmt: str = "legacy", **params: object) -> list[Envelope]:
-    traffic = generate(Params(**params), fmt)  # type: ignore[arg-type]
-    out = []
-    for _, r in traffic.messages:
-        m = r.captured()
-        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
-                     received=NOW)
-        assert isinstance(env, Envelope), env
-        out.append(env)
-    return out
+    return simulated_envelopes(generate(Params(**params), fmt), NOW)  # type: ignore[arg-type]
 
 
 def fold(observations: list[Observation]) -> dict[tuple[str, str], InstanceState]:

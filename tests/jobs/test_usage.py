@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.wire import parse
 from jobs.lifecycle import InstanceState, Observation, load_rules, message_key, observe, to_us
 from jobs.usage import (
     PERIODS,
@@ -29,10 +28,11 @@ from jobs.usage import (
 )
 from stacktide.config import load_config
 from stacktide.errors import ConfigError
-from stacktide.schema import INSTANCE_EVENTS, INSTANCE_USAGE, INSTANCES, Envelope
+from stacktide.schema import INSTANCE_EVENTS, INSTANCE_USAGE, INSTANCES
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
+from tests.helpers import simulated_envelopes
 
 RULES = load_rules()
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -44,11 +44,7 @@ Key = tuple[int, str]
 
 def delivered(traffic: Traffic) -> list[Observation]:
     out = []
-    for _, r in traffic.messages:
-        m = r.captured()
-        env = parse(m.body_bytes(), cell=m.cell, exchange=m.exchange, routing_key=m.routing_key,
-                    received=NOW)
-        assert isinstance(env, Envelope)
+    for env in simulated_envelopes(traffic, NOW):
         if (o := observe(env, RULES)) is not None:
             out.append(o)
     return out
