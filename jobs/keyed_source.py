@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import ENVELOPE_COLUMNS, TABLES, TableDef, flink_type, parse_time
+from stacktide.schema import ENVELOPE_COLUMNS, TABLES, TableDef, flink_type, time_us
 
 if TYPE_CHECKING:
     from pyflink.table import StatementSet, StreamTableEnvironment
@@ -91,7 +91,7 @@ class EventClock:
         self.seen = max(self.seen, at)
 
     def process_broadcast_element(self, value: Any, ctx: Any) -> Iterator[Any]:
-        state, at = ctx.get_broadcast_state(self.clock), us_of(value[0])
+        state, at = ctx.get_broadcast_state(self.clock), time_us(value[0])
         if at > (state.get(CLOCK_KEY) or NEVER):
             state.put(CLOCK_KEY, at)
         yield from ()
@@ -119,11 +119,6 @@ def keyed_with_clock(env: StreamTableEnvironment, rows: Any, key: Any, name: str
     env.create_temporary_view(view := f"{name}_clock_input", table)
     clock = env.to_data_stream(env.sql_query(render("event_clock", source=Ident(view))))
     return rows.key_by(key, key_type=Types.STRING()).connect(clock.broadcast(clock_descriptor()))
-
-
-def us_of(text: str) -> int:
-    """A Kafka timestamp text (:func:`stacktide.schema.format_time`) in µs since the epoch."""
-    return (parse_time(text) - _EPOCH) // _MICRO
 
 
 def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,

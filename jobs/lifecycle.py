@@ -26,7 +26,7 @@ import yaml
 
 from stacktide.config import REPO_ROOT, _Reader
 from stacktide.errors import ConfigError
-from stacktide.schema import Envelope
+from stacktide.schema import Envelope, time_us
 
 DEFAULT_RULES = REPO_ROOT / "conf" / "lifecycle.yaml"
 FLAVOR_LEAVES = ("flavor_id", "flavor_name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb",
@@ -189,10 +189,9 @@ class InstanceState:
 def to_us(text: Any) -> int | None:
     """A nova time string (``str(datetime)``, ISO with Z, an offset or none) in UTC microseconds."""
     try:
-        t = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
+        return time_us(text)
+    except (AttributeError, TypeError, ValueError):  # not text, or not a time
         return None
-    return ((t if t.tzinfo else t.replace(tzinfo=UTC)) - _EPOCH) // timedelta(microseconds=1)
 
 
 def when(us: int | None) -> datetime | None:

@@ -30,7 +30,7 @@ import yaml
 
 from stacktide.config import REPO_ROOT, _Reader
 from stacktide.errors import ConfigError
-from stacktide.schema import Envelope, format_time
+from stacktide.schema import Envelope, format_time, time_us
 
 DEFAULT_RULES = REPO_ROOT / "conf" / "requests.yaml"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -127,16 +127,11 @@ def group_key(global_request_id: str | None, request_id: str | None) -> str | No
     return global_request_id or request_id or None
 
 
-def to_us(text: str) -> int:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    t = t if t.tzinfo else t.replace(tzinfo=UTC)
-    return (t - _EPOCH) // timedelta(microseconds=1)
-
 
 def observe(env: Envelope, rules: Rules) -> Event:
     """*env* as a timeline event; its fault extracted when it is an error."""
     fault = fault_of(env.payload, rules) if rules.is_error(env.event_type, env.priority) else None
-    return Event(env.message_id, to_us(env.generated), env.cell, env.event_type,
+    return Event(env.message_id, time_us(env.generated), env.cell, env.event_type,
                  env.priority.lower(), env.service, env.host, env.request_id,
                  env.global_request_id, env.instance_id, env.tenant_id, fault)
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 import orjson
 
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 ColumnType = Literal["string", "timestamptz", "long", "int", "double", "boolean"]
 
 _FLINK_TYPES: dict[str, str] = {
@@ -69,8 +70,15 @@ def format_time(t: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Inverse of :func:`format_time` (also takes ``+00:00`` and no fraction)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    """Inverse of :func:`format_time` (also takes an offset, no fraction, and no zone: UTC, as
+    nova's ``str(datetime)`` means it)."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def time_us(text: str) -> int:
+    """:func:`parse_time` in microseconds since the epoch: the jobs' clock."""
+    return (parse_time(text) - _EPOCH) // _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
