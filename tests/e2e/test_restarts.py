@@ -44,20 +44,9 @@ from tests.e2e.test_usage_path import (
     truth_usage,
     write_config,
 )
+from tests.helpers import fresh_environment
 
 pytestmark = pytest.mark.stack
-
-PYFLINK_ENV = ("PYFLINK_", "_PYFLINK_", "PYTHON_LOOPBACK_", "_PYTHON_WORKER_", "FLINK_",
-               "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY")
-
-
-def fresh_environment() -> dict[str, str]:
-    """This process's environment, less what PyFlink's in-process (loopback) Python workers
-    wrote into it when an earlier test ran the jobs: a child inheriting it refuses to start
-    its JVM (PYFLINK_GATEWAY_DISABLED) or sends its Python work to this process's workers
-    (PYTHON_LOOPBACK_SERVER_ADDRESS), which hangs both once the child is killed."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(PYFLINK_ENV)}
-
 
 def current_rows(config: Config) -> dict[str, Any]:
     """What a reader sees: the current rows without their revision numbers (how often a row

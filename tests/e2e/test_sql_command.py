@@ -20,8 +20,8 @@ from stacktide.config import Config
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.traffic import generate
 from stacktide.usage_report import read_current
-from tests.e2e.test_restarts import fresh_environment
 from tests.e2e.test_usage_path import envelopes, produce, setup, write_config
+from tests.helpers import fresh_environment
 
 pytestmark = pytest.mark.stack
 
