@@ -1,6 +1,6 @@
 # The two set-up commands of README.md: `make demo` and `make test`.
 # Needs on the machine: Python 3.11 (with venv), Java 17, Maven. Everything else
-# (Debian packages for libvirt and QEMU, Python packages, JVM jars, RabbitMQ) is installed
+# (Debian packages for libvirt, QEMU and PostgreSQL, Python packages, JVM jars, RabbitMQ) is installed
 # by these targets.
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -10,8 +10,9 @@ BIN    := $(VENV)/bin
 
 # libvirt-python builds against libvirt-dev; the host agent's tests run a real libvirtd with
 # the QEMU driver (software emulation, no KVM needed); the jobs compile jvm/operators with
-# javac. Installed only when missing.
-SYSTEM_PACKAGES := openjdk-17-jdk-headless pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86
+# javac; the PostgreSQL catalog's tests run a PostgreSQL cluster of their own from Debian's
+# server binaries. Installed only when missing.
+SYSTEM_PACKAGES := openjdk-17-jdk-headless pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 system-packages:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.sqlfile import Ident, Literal
-from stacktide.catalog import flink_catalog_options
+from stacktide.catalog import flink_catalog_options, load_catalog
 from stacktide.config import REPO_ROOT, Config
 
 if TYPE_CHECKING:
@@ -143,7 +143,10 @@ def create_stream_env(
 
 
 def register_catalog(env: TableEnvironment, config: Config) -> None:
-    """``CREATE CATALOG <catalog_name>`` with the JDBC catalog options."""
+    """``CREATE CATALOG <catalog_name>`` with the JDBC catalog options (the statement holds the
+    catalog's password: it is never logged). pyiceberg reaches the catalog first: an unreachable
+    database or a refused login is then a clear CatalogError, not a Java stack trace."""
+    load_catalog(config.iceberg)
     options = ",\n  ".join(
         f"{Literal(k).render()} = {Literal(v).render()}"
         for k, v in flink_catalog_options(config.iceberg).items()

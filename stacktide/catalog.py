@@ -12,10 +12,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 from stacktide.config import IcebergConfig
-from stacktide.errors import ConfigError
+from stacktide.errors import CatalogError, ConfigError
 from stacktide.schema import Column, TableDef
 
 if TYPE_CHECKING:
@@ -23,15 +23,28 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 
-def sqlalchemy_uri(jdbc_uri: str) -> str:
-    """``jdbc:sqlite:/a/b.db`` -> ``sqlite:////a/b.db``; ``jdbc:postgresql://h/db`` -> psycopg2 form."""
-    rest = jdbc_uri.removeprefix("jdbc:")
+def sqlalchemy_uri(cfg: IcebergConfig) -> str:
+    """The SQLAlchemy URL of the catalog: ``jdbc:sqlite:/a/b.db`` -> ``sqlite:////a/b.db``;
+    ``jdbc:postgresql://h:p/db?sslmode=…`` -> the psycopg2 form, with ``iceberg.user`` and
+    ``iceberg.password`` (escaped) in it. The result holds the password: never log it."""
+    rest = cfg.uri.removeprefix("jdbc:")
     if rest.startswith("sqlite:"):
         path = rest.removeprefix("sqlite:").split("?", 1)[0]
         return f"sqlite:///{path}"
     if rest.startswith("postgresql:"):
-        return "postgresql+psycopg2:" + rest.removeprefix("postgresql:")
-    raise ConfigError("iceberg", "iceberg.uri", "a jdbc:sqlite: or jdbc:postgresql: URI", jdbc_uri)
+        from sqlalchemy.engine import URL
+
+        parts = urlsplit(rest)
+        return URL.create(
+            "postgresql+psycopg2",
+            username=cfg.user or None,
+            password=cfg.password or None,
+            host=parts.hostname,
+            port=parts.port,
+            database=parts.path.removeprefix("/"),
+            query={k: tuple(v) for k, v in parse_qs(parts.query).items()},
+        ).render_as_string(hide_password=False)
+    raise ConfigError("iceberg", "iceberg.uri", "a jdbc:sqlite: or jdbc:postgresql: URI", cfg.uri)
 
 
 def sqlite_path(cfg: IcebergConfig) -> Path | None:
@@ -59,11 +72,26 @@ def prepare_storage(cfg: IcebergConfig) -> None:
 
 
 def load_catalog(cfg: IcebergConfig) -> Catalog:
-    """The pyiceberg view of the catalog."""
+    """The pyiceberg view of the catalog.
+
+    pyiceberg connects at once (it creates the catalog's two tables when absent), so an
+    unreachable server or a refused login stops here, as a :class:`CatalogError` that says
+    which catalog and what its database answered, rather than later inside a job.
+    """
     from pyiceberg.catalog.sql import SqlCatalog
+    from sqlalchemy.exc import SQLAlchemyError
 
     prepare_storage(cfg)
-    return SqlCatalog(cfg.catalog_name, uri=sqlalchemy_uri(cfg.uri), warehouse=cfg.warehouse)
+    try:
+        return SqlCatalog(cfg.catalog_name, uri=sqlalchemy_uri(cfg), warehouse=cfg.warehouse)
+    except SQLAlchemyError as exc:
+        # The driver's own message ("connection refused", "password authentication failed for
+        # user …"); SQLAlchemy's wrapper would add the statement and a link.
+        cause = getattr(exc, "orig", None) or exc
+        answer = " ".join(str(cause).split())
+        who = f" as user {cfg.user!r}" if cfg.user else ""
+        raise CatalogError(f"the Iceberg catalog iceberg.uri={cfg.uri}{who} cannot be used: "
+                           f"{answer}") from None
 
 
 def _iceberg_type(column: Column) -> Any:
@@ -142,11 +170,17 @@ def flink_catalog_options(cfg: IcebergConfig) -> dict[str, str]:
     """Options of Flink's ``CREATE CATALOG``: JdbcCatalog through ``catalog-impl``.
 
     Iceberg's Flink factory accepts only hive/hadoop/rest as ``catalog-type``;
-    the JDBC catalog must be named by class.
+    the JDBC catalog must be named by class. The options hold the password: never log them.
     """
-    return {
+    options = {
         "type": "iceberg",
         "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
         "uri": cfg.uri,
         "warehouse": cfg.warehouse,
     }
+    # JdbcCatalog hands its "jdbc."-prefixed properties to the driver as connection properties.
+    if cfg.user:
+        options["jdbc.user"] = cfg.user
+    if cfg.password:
+        options["jdbc.password"] = cfg.password
+    return options

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
@@ -52,12 +53,19 @@ class KafkaConfig:
 
 @dataclass(frozen=True, slots=True)
 class IcebergConfig:
-    """Where the tables live. ``uri`` is a JDBC URI, as Flink's JdbcCatalog takes it."""
+    """Where the tables live. ``uri`` is a JDBC URI, as Flink's JdbcCatalog takes it.
+
+    ``user`` and ``password`` log in to a PostgreSQL catalog. They are keys of their own, never
+    part of ``uri``, so the URI can be shown and logged as it is; the password is left out of
+    this object's repr.
+    """
 
     catalog_name: str
     uri: str
     warehouse: str
     namespace: str = "stacktide"
+    user: str = ""
+    password: str = dataclasses.field(default="", repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,19 +411,62 @@ def _local(r: _Reader, base: Path) -> LocalConfig:
     )
 
 
+# Query parameters of a jdbc:postgresql: URI that PostgreSQL's JDBC driver (Flink) and libpq
+# (pyiceberg, through psycopg2) both understand, with the same meaning.
+POSTGRES_URI_PARAMS = ("sslmode", "sslrootcert")
+POSTGRES_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def _iceberg(r: _Reader, local: LocalConfig) -> IcebergConfig:
     """Without uri/warehouse, the embedded default: SQLite catalog and warehouse in the state dir."""
-    r.unknown({"catalog_name", "uri", "warehouse", "namespace"})
+    r.unknown({"catalog_name", "uri", "warehouse", "namespace", "user", "password"})
     home = local.state_dir / "iceberg"
     uri = r.get("uri", str, f"jdbc:sqlite:{home / 'catalog.db'}")
-    if not uri.startswith("jdbc:"):
-        raise r.fail("uri", "a JDBC URI such as jdbc:sqlite:/path/catalog.db", uri)
+    user, password = r.get("user", str, ""), r.get("password", str, "")
+    if uri.startswith("jdbc:postgresql:"):
+        _check_postgres_uri(r, uri)
+        if password and not user:
+            raise r.fail("user", "the user the password belongs to (iceberg.password is set)")
+    elif uri.startswith("jdbc:sqlite:"):
+        if user or password:
+            raise r.fail("user" if user else "password", "no credentials with a jdbc:sqlite: uri")
+    else:
+        raise r.fail("uri", "a JDBC URI: jdbc:sqlite:/path/catalog.db or "
+                     "jdbc:postgresql://host:port/database", uri)
     return IcebergConfig(
         catalog_name=r.get("catalog_name", str, "stacktide"),
         uri=uri,
         warehouse=r.get("warehouse", str, (home / "warehouse").as_uri()),
         namespace=r.get("namespace", str, "stacktide"),
+        user=user,
+        password=password,
     )
+
+
+def _check_postgres_uri(r: _Reader, uri: str) -> None:
+    """``jdbc:postgresql://host[:port]/database[?sslmode=…]``: the one form both catalog clients
+    read alike. Credentials in the URI are refused (with no word of what they were), so that
+    the URI itself never carries a password into a log line or ``local status``."""
+    form = "jdbc:postgresql://host[:port]/database"
+    parts = urlsplit(uri.removeprefix("jdbc:"))
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if parts.username is not None or {"user", "password"} & set(query):
+        raise r.fail("uri", f"{form} without credentials: put them in iceberg.user and "
+                     "iceberg.password")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise r.fail("uri", f"{form} with a port number", uri) from None
+    database = parts.path.removeprefix("/")
+    if not parts.hostname or not database or "/" in database or parts.fragment:
+        raise r.fail("uri", form, uri)
+    unknown = sorted(set(query) - set(POSTGRES_URI_PARAMS))
+    if unknown:
+        raise r.fail("uri", f"only the parameters {', '.join(POSTGRES_URI_PARAMS)} after '?' "
+                     "(the ones both Flink's JDBC driver and pyiceberg's libpq read)", unknown)
+    for mode in query.get("sslmode", []):
+        if mode not in POSTGRES_SSLMODES:
+            raise r.fail("uri", f"sslmode one of {', '.join(POSTGRES_SSLMODES)}", mode)
 
 
 S = TypeVar("S")

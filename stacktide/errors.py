@@ -29,3 +29,10 @@ class ConfigError(StacktideError):
 
 class ServiceError(StacktideError):
     """A local service could not be installed, started, reached or stopped."""
+
+
+class CatalogError(StacktideError):
+    """The Iceberg catalog's database could not be reached or logged in to.
+
+    The message names the catalog URI and what its database answered; never the password.
+    """

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from stacktide.config import Config, config_from_mapping
+from stacktide.local import postgres as pg
 
 # STACKTIDE_TEST_SLOT=N (default 0) moves the test stacks to ports + 1000*N and a state dir and lock
 # of its own, so two checkouts on one machine can run their stack tests at the same time.
@@ -27,6 +30,7 @@ SLOT = int(os.environ.get("STACKTIDE_TEST_SLOT", "0"))
 TEST_PORTS = {"rabbitmq_port": 5682 + 1000 * SLOT, "kafka_port": 9192 + 1000 * SLOT,
               "kafka_controller_port": 9193 + 1000 * SLOT}
 STACK_DIR = "stacktide-test-stack" + (f"-slot{SLOT}" if SLOT else "")
+POSTGRES_PORT = 5442 + 1000 * SLOT
 
 
 def make_config(state_dir: Path, rabbitmq_port: int, kafka_port: int,
@@ -92,3 +96,25 @@ def stack(stack_config: Config) -> Iterator[Config]:
             yield stack_config
         finally:
             down(stack_config)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.Cluster]:
+    """A PostgreSQL cluster of this session's own (port 5442 + 1000 * slot), fresh, with a
+    password made for the session, for catalogs on PostgreSQL.
+
+    Its folder is in the system temp dir rather than beside the stack's: as root the server runs
+    as the ``postgres`` user, who cannot enter pytest's private ``/tmp/pytest-of-root``. The
+    folder's name is fixed per slot, so a cluster a crashed session left running is found (by
+    its ``postmaster.pid``) and stopped by the next one.
+    """
+    home = Path(tempfile.gettempdir()) / ("stacktide-test-postgres" + (f"-slot{SLOT}" if SLOT else ""))
+    cluster = pg.Cluster(home, POSTGRES_PORT, "stacktide", secrets.token_urlsafe(16))
+    with _exclusive(home.with_name(home.name + ".lock")):
+        pg.stop(cluster)
+        shutil.rmtree(home, ignore_errors=True)
+        try:
+            pg.start(cluster)
+            yield cluster
+        finally:
+            pg.stop(cluster)

@@ -259,7 +259,9 @@ def write_config(config: Config, path: Path) -> Path:
         "kafka": {"bootstrap_servers": c.kafka.bootstrap_servers,
                   "topic_prefix": c.kafka.topic_prefix},
         "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,
-                    "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace},
+                    "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace,
+                    **({"user": c.iceberg.user, "password": c.iceberg.password}
+                       if c.iceberg.user else {})},
         "jobs": {"checkpoint_interval_s": c.jobs.checkpoint_interval_s},
         "local": {"state_dir": str(c.local.state_dir), "rabbitmq_port": c.local.rabbitmq_port,
                   "kafka_port": c.local.kafka_port,
