@@ -45,6 +45,14 @@ def test_relative_state_dir_resolves_against_the_file(tmp_path: Path) -> None:
         ("cells: [{name: a, transport_url: 'rabbit://h'}, {name: a, transport_url: 'rabbit://g'}]",
          "cells", "unique cell names"),
         ("iceberg: {uri: 'sqlite:///x.db'}", "iceberg.uri", "a JDBC URI"),
+        ("iceberg: {uri: 'jdbc:mysql://h/db'}", "iceberg.uri", "jdbc:postgresql://host:port/database"),
+        ("iceberg: {uri: 'jdbc:postgresql:db'}", "iceberg.uri", "jdbc:postgresql://host[:port]/database"),
+        ("iceberg: {uri: 'jdbc:postgresql://h:5432/'}", "iceberg.uri", "host[:port]/database"),
+        ("iceberg: {uri: 'jdbc:postgresql://h:99999/db'}", "iceberg.uri", "with a port number"),
+        ("iceberg: {uri: 'jdbc:postgresql://h/db?ssl=true'}", "iceberg.uri", "only the parameters"),
+        ("iceberg: {uri: 'jdbc:postgresql://h/db?sslmode=strict'}", "iceberg.uri", "sslmode one of"),
+        ("iceberg: {uri: 'jdbc:postgresql://h/db', password: pw}", "iceberg.user", "the user"),
+        ("iceberg: {user: u}", "iceberg.user", "no credentials with a jdbc:sqlite: uri"),
         ("jobs: {parallelism: -1}", "jobs.parallelism", "non-negative"),
         ("kafka: [1, 2]", "kafka", "a mapping"),
         ("kafka: {partitions: 1\n", "line 2", "valid YAML"),
@@ -61,11 +69,40 @@ def test_bad_line_names_file_key_and_expectation(tmp_path: Path, text: str, key:
     assert str(path) in str(info.value)
 
 
-def test_password_of_a_bad_url_is_not_in_the_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "cells: [{name: c, transport_url: 'zmq://u:hunter2@h'}]")
+@pytest.mark.parametrize("text", [
+    "cells: [{name: c, transport_url: 'zmq://u:hunter2@h'}]",
+    "iceberg: {uri: 'jdbc:postgresql://h/db?user=u&password=hunter2'}",
+    "iceberg: {uri: 'jdbc:postgresql://u:hunter2@h/db'}",
+])
+def test_password_of_a_bad_url_is_not_in_the_error(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "hunter2" not in str(info.value)
+
+
+def test_postgres_catalog_credentials_reach_both_clients_and_no_repr(tmp_path: Path) -> None:
+    """The password reaches pyiceberg's URL (escaped) and Flink's JDBC options, never a repr."""
+    from sqlalchemy.engine import make_url
+
+    from stacktide.catalog import flink_catalog_options, sqlalchemy_uri
+
+    path = write(tmp_path, "iceberg:\n  uri: jdbc:postgresql://db.example:6543/meter?sslmode=require\n"
+                           "  user: st\n  password: 'p@ss:w/rd'\n")
+    config = load_config(path)
+    assert (config.iceberg.uri, config.iceberg.user) == (
+        "jdbc:postgresql://db.example:6543/meter?sslmode=require", "st")
+    assert "p@ss:w/rd" not in repr(config)
+    url = make_url(sqlalchemy_uri(config.iceberg))
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database,
+            dict(url.query)) == ("postgresql+psycopg2", "st", "p@ss:w/rd", "db.example", 6543,
+                                 "meter", {"sslmode": "require"})
+    options = flink_catalog_options(config.iceberg)
+    assert (options["uri"], options["jdbc.user"], options["jdbc.password"]) == (
+        config.iceberg.uri, "st", "p@ss:w/rd")
+    bare = load_config(write(tmp_path, "iceberg: {uri: 'jdbc:postgresql://h/db'}"))
+    assert make_url(sqlalchemy_uri(bare.iceberg)).username is None
+    assert "jdbc.user" not in flink_catalog_options(bare.iceberg)
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
