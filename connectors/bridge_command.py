@@ -79,6 +79,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         log.error("event=bad_transport config=%s error=%s", config.source, exc)
         return 2
     if args.declare_only:
+        # A missing exchange shows as a channel closed by the broker, which pika logs as a
+        # warning; declare() then creates the exchange, as oslo.messaging would.
+        logging.getLogger("pika").setLevel(logging.ERROR)
         bridge.declare()
         return 0
     n = workers(args, config)

@@ -5,9 +5,11 @@
 set -eu
 
 flink_classpath() {
-    # Hadoop's client and the JDBC drivers on the JVM's system classpath, as for the jobs
-    # run locally; the jar cache is verified against jvm/checksums.sha256 on the way.
-    HADOOP_CLASSPATH="$(stacktide local jars --classpath)"
+    # Hadoop's client and the JDBC drivers on the JVM's system classpath, as for the jobs run
+    # locally (the jar cache is verified against jvm/checksums.sha256 on the way), and PyFlink's
+    # runtime, which a Flink distribution keeps in opt/: PyFlink's local MiniCluster loads it
+    # by itself, a cluster needs it to run (and even accept) a job with Python operators.
+    HADOOP_CLASSPATH="$(stacktide local jars --classpath):$(ls "$FLINK_HOME"/opt/flink-python-*.jar)"
     export HADOOP_CLASSPATH
 }
 
