@@ -5,6 +5,8 @@ it sent (``bridge.shutdown_timeout_s`` at most), acks that, and closes: nothing 
 lost and, normally, nothing repeats. What was not confirmed stays unacked in
 RabbitMQ and is delivered again to the next bridge. With ``bridge.metrics_port``
 set, ``/metrics`` and ``/healthz`` are served for as long as the bridge runs.
+``--create-topics`` first creates the Kafka topics as ``stacktide local up`` does (a new
+deployment's set-up step, with ``--declare-only``).
 
 ``--workers N`` (N > 1) runs N worker processes, each a whole bridge over the same
 config: replicas sharing the same queues, which RabbitMQ already balances (one
@@ -43,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="declare the bridge's queues and bindings on every cell, then exit",
     )
     parser.add_argument(
+        "--create-topics", action="store_true",
+        help="first create the Kafka topics that do not exist yet (kafka.partitions partitions, "
+             "16 MiB messages); with --declare-only, the set-up step of a new deployment",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, metavar="N",
         help="run N bridge processes sharing the queues (default: bridge.workers, else 1)",
     )
@@ -59,6 +66,8 @@ def workers(args: argparse.Namespace, config: Config) -> int:
 def run(args: argparse.Namespace, config: Config) -> int:
     from connectors.bridge import Bridge
 
+    if args.create_topics:
+        create_topics(config)
     if not config.cells:
         if config.udp.port:
             return run_udp_only(args, config)
@@ -70,6 +79,9 @@ def run(args: argparse.Namespace, config: Config) -> int:
         log.error("event=bad_transport config=%s error=%s", config.source, exc)
         return 2
     if args.declare_only:
+        # A missing exchange shows as a channel closed by the broker, which pika logs as a
+        # warning; declare() then creates the exchange, as oslo.messaging would.
+        logging.getLogger("pika").setLevel(logging.ERROR)
         bridge.declare()
         return 0
     n = workers(args, config)
@@ -111,6 +123,17 @@ def run(args: argparse.Namespace, config: Config) -> int:
         print(f"cell={cell.cell.name} received={s.received} forwarded={s.forwarded} "
               f"dead_lettered={s.dead_lettered}", flush=True)
     return 0
+
+
+def create_topics(config: Config) -> None:
+    """The topics the bridge writes and the jobs read, as the embedded stack creates them.
+    Kafka would create a missing topic on the first write, but with the broker's defaults
+    (one partition, 1 MB messages), and the jobs' sources refuse a topic that is absent."""
+    from stacktide.local.kafka import ensure_topics
+
+    topics = ensure_topics(config)
+    log.info("event=topics_ready bootstrap=%s topics=%s", config.kafka.bootstrap_servers,
+             ",".join(topics))
 
 
 def start_udp(config: Config) -> Any:

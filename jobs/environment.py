@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 from jobs.sqlfile import Ident, Literal
 from stacktide.catalog import flink_catalog_options, load_catalog
 from stacktide.config import REPO_ROOT, Config
+from stacktide.local.jars import JDBC_DRIVER_PACKAGES, system_classpath
 
 if TYPE_CHECKING:
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment, TableEnvironment
 
 log = logging.getLogger(__name__)
-
-JDBC_DRIVER_JARS = ("sqlite-jdbc-", "postgresql-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +63,10 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
     """The Flink options of every job run; sets the process environment the JVM inherits."""
     log_dir = config.local.state_dir / "flink" / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
-    # JDBC drivers go on the system classpath too, and load parent-first: DriverManager
-    # refuses a driver whose class came from another classloader than its caller's, and each
-    # job (and the client) has a classloader of its own; with several Iceberg sinks starting
-    # at once, a driver registered by one loader made the others fail "No suitable driver".
-    drivers = [j for j in jars.pipeline if j.name.startswith(JDBC_DRIVER_JARS)]
-    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(str(j) for j in (*jars.hadoop, *drivers))
+    # Hadoop's client and the JDBC drivers go on the system classpath; the drivers load
+    # parent-first (stacktide.local.jars.system_classpath says why).
+    classpath = system_classpath({"hadoop": list(jars.hadoop), "flink": list(jars.pipeline)})
+    os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(str(j) for j in classpath)
     os.environ["FLINK_LOG_DIR"] = str(log_dir)
     os.environ["LOG4J_PROPERTIES"] = str(REPO_ROOT / "conf" / "flink" / "log4j.properties")
     log.info("flink logs in %s", log_dir)
@@ -77,7 +74,7 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
     settings = {
         "pipeline.name": job_name,
         "pipeline.jars": ";".join(j.as_uri() for j in jars.pipeline),
-        "classloader.parent-first-patterns.additional": "org.sqlite.;org.postgresql.",
+        "classloader.parent-first-patterns.additional": ";".join(JDBC_DRIVER_PACKAGES),
         "parallelism.default": str(config.jobs.parallelism),
         "execution.checkpointing.interval": f"{int(config.jobs.checkpoint_interval_s * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from stacktide.config import Config
 from stacktide.local import jars, kafka, process, rabbitmq
+from stacktide.local.operators import operator_jar
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +101,13 @@ def down(config: Config) -> StackStatus:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("up", "down", "status", "jars"),
-                        help="start, stop or show the stack; jars: fetch and verify JVM jars")
+                        help="start, stop or show the stack; jars: fetch and verify the JVM jars, "
+                             "build the project's operator jar")
     parser.add_argument("--update-checksums", action="store_true",
                         help="with 'jars': refetch every group and rewrite jvm/checksums.sha256")
+    parser.add_argument("--classpath", action="store_true",
+                        help="with 'jars': print only the system classpath a Flink JVM of the "
+                             "jobs needs (HADOOP_CLASSPATH: Hadoop's client, the JDBC drivers)")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -111,12 +117,18 @@ def run(args: argparse.Namespace, config: Config) -> int:
     if args.action == "jars":
         if args.update_checksums:
             print(f"wrote {jars.update_checksums(config)}")
-        for group, paths in jars.ensure_jars(config).items():
+        verified = jars.ensure_jars(config)
+        if args.classpath:  # for $(...): a Flink cluster's JVMs are started with it
+            print(os.pathsep.join(str(p) for p in jars.system_classpath(verified)))
+            return 0
+        for group, paths in verified.items():
             print(f"{group:<13} {len(paths):>3} jars verified in {jars.jar_dir(config, group)}")
+        print(f"{'operators':<13}   1 jar  built from jvm/operators: {operator_jar(config)}")
         return 0
-    if args.update_checksums:
-        print("--update-checksums only applies to 'stacktide local jars'", file=sys.stderr)
-        return 2
+    for flag in ("update_checksums", "classpath"):
+        if getattr(args, flag):
+            print(f"--{flag.replace('_', '-')} only applies to 'stacktide local jars'", file=sys.stderr)
+            return 2
     if args.action == "up":
         result = up(config)
     elif args.action == "down":

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 GROUPS = ("kafka-broker", "flink", "hadoop")
 CHECKSUMS = REPO_ROOT / "jvm" / "checksums.sha256"
+# The JDBC drivers of the Iceberg catalog, among the jars of the flink group, and their
+# packages, which every Flink JVM loads parent-first (the jobs' settings; for the Flink cluster
+# of docker/compose.yaml, docker/flink/config.yaml).
+JDBC_DRIVER_JARS = ("sqlite-jdbc-", "postgresql-")
+JDBC_DRIVER_PACKAGES = ("org.sqlite.", "org.postgresql.")
 
 
 def jar_dir(config: Config, group: str) -> Path:
@@ -57,6 +62,18 @@ def ensure_jars(
                 shutil.rmtree(scratch, ignore_errors=True)
             result[group] = _verify(target, group, expected, checksums)
     return result
+
+
+def system_classpath(jars: dict[str, list[Path]]) -> list[Path]:
+    """What a Flink JVM needs on its system classpath (``HADOOP_CLASSPATH``), of the groups
+    :func:`ensure_jars` returns: Hadoop's client, because Flink's ``HadoopUtils`` lives in
+    flink-dist and cannot see user-classloader jars, and the JDBC drivers, because
+    ``DriverManager`` refuses a driver whose class came from another classloader than its
+    caller's, and every job (and the client) has a classloader of its own: with several
+    Iceberg sinks starting at once, a driver registered by one loader made the others fail
+    "No suitable driver"; they load parent-first (:data:`JDBC_DRIVER_PACKAGES`)."""
+    drivers = [j for j in jars.get("flink", []) if j.name.startswith(JDBC_DRIVER_JARS)]
+    return [*jars.get("hadoop", []), *drivers]
 
 
 def verify_jars(

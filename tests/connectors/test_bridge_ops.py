@@ -312,3 +312,38 @@ def test_a_taken_metrics_port_stops_start_up(tmp_path: Path, caplog: pytest.LogC
             "bridge": {"metrics_port": taken.getsockname()[1]}}), encoding="utf-8")
         assert main(["--config", str(config_file), "bridge"]) == 2
     assert "event=metrics_unavailable" in caplog.text
+
+
+@pytest.mark.stack
+def test_declare_only_with_create_topics_sets_up_a_new_deployment(stack: Config, tmp_path: Path) -> None:
+    """The one-shot set-up of docker/compose.yaml: queues bound on the cell, and the topics with
+    the configured partitions and room for 16 MiB messages (not the broker's defaults)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    tag = f"setup{uuid.uuid4().hex[:6]}"
+    data = config_data(stack, tag, {"cell1": ""})
+    data["kafka"]["partitions"] = 3
+    config = make(data)
+    config_file = tmp_path / "stacktide.yaml"
+    config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    done = subprocess.run([str(STACKTIDE), "--config", str(config_file), "bridge", "--declare-only",
+                           "--create-topics"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "event=topics_ready" in done.stderr
+    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
+    topics = admin.list_topics(timeout=30).topics
+    for name in ("notifications", "samples", "dead-letters", "alerts"):
+        assert len(topics[config.kafka.topic(name)].partitions) == 3, name
+    resource = ConfigResource(ConfigResource.Type.TOPIC, config.kafka.topic("notifications"))
+    described = admin.describe_configs([resource])[resource].result(timeout=30)
+    assert described["max.message.bytes"].value == str(16 * 1024 * 1024)
+    queue = f"{tag}.cell1.nova"
+    conn = pika.BlockingConnection(connection_parameters(config.cells[0]))
+    try:
+        assert conn.channel().queue_declare(queue, passive=True).method.message_count == 0
+    finally:
+        conn.close()
+    # Run again, as every `docker compose up` does: what exists is left alone.
+    again = subprocess.run([str(STACKTIDE), "--config", str(config_file), "bridge", "--declare-only",
+                            "--create-topics"], capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr[-2000:]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from stacktide.config import Config, config_from_mapping
+from stacktide.config import Config, config_from_mapping, load_config
 from stacktide.errors import ServiceError
+from stacktide.local import jars
 from stacktide.local.operators import SOURCES, operator_jar
 
 
@@ -43,3 +47,22 @@ def test_a_source_that_does_not_compile_names_the_error(tmp_path: Path) -> None:
     with pytest.raises(ServiceError, match=r"(?s)javac failed on .*B\.java:1: error"):
         operator_jar(config(tmp_path), sources)
     assert not list((tmp_path / "cache").rglob("*.jar"))
+
+
+def test_local_jars_builds_the_operator_jar_and_prints_the_classpath_of_a_flink_jvm() -> None:
+    """``stacktide local jars``, what docker/Dockerfile runs: the pinned jars verified and the
+    operator jar built, so that the image needs no Maven nor javac; ``--classpath``, what
+    docker/entrypoint.sh gives the Flink cluster's JVMs: the jars the jobs' local runs put on
+    HADOOP_CLASSPATH (Hadoop's client, the JDBC drivers)."""
+    config, command = load_config(), [str(Path(sys.executable).parent / "stacktide"), "local", "jars"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"built from jvm/operators: {operator_jar(config)}" in done.stdout
+    done = subprocess.run([*command, "--classpath"], capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [Path(p) for p in done.stdout.strip().split(os.pathsep)]
+    verified = jars.verify_jars(config)
+    assert printed == jars.system_classpath(verified)
+    assert printed[:len(verified["hadoop"])] == verified["hadoop"]
+    assert sorted(p.name.split("-")[0] for p in printed[len(verified["hadoop"]):]) == ["postgresql", "sqlite"]
