@@ -110,7 +110,12 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
         stopped_savepoints,
         submit,
     )
-    from stacktide.catalog import add_missing_columns, ensure_table, load_catalog
+    from stacktide.catalog import (
+        add_missing_columns,
+        align_identifier_fields,
+        ensure_table,
+        load_catalog,
+    )
     from stacktide.local.jars import ensure_jars
     from stacktide.local.operators import operator_jar
     from stacktide.schema import TABLES
@@ -118,7 +123,8 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     jars = ensure_jars(config)
     catalog = load_catalog(config.iceberg)
     for table in TABLES.values():
-        add_missing_columns(ensure_table(catalog, config.iceberg, table), table)
+        existing = add_missing_columns(ensure_table(catalog, config.iceberg, table), table)
+        align_identifier_fields(existing, table)
     flink = config.local.state_dir / "flink"
     restore = None if fresh else restore_point(flink, JOB_NAME)
     catch_up = end_offsets(config) if bounded and restore is not None else None

@@ -107,6 +107,20 @@ def _iceberg_type(column: Column) -> Any:
     }[column.type]
 
 
+def identifier_fields(table: TableDef) -> tuple[str, ...]:
+    """The Iceberg identifier fields of *table*: its key where the key names one row, none
+    where the jobs append a key's row again with a higher ``revision``.
+
+    Flink's Iceberg sink makes a table's identifier fields its equality fields, and then
+    position-deletes the earlier row of a key written twice within one checkpoint. A revised
+    table keeps every revision by design; such deletes would drop the revisions that met in a
+    checkpoint, and pyiceberg 0.8 does not apply a position delete committed with its data
+    file (the spec says it must), so pyiceberg and every other reader would see different rows.
+    Without identifier fields the sink only appends; the key stays ``TableDef.identifier``.
+    """
+    return () if "revision" in table.column_names() else table.identifier
+
+
 def iceberg_schema(table: TableDef) -> Any:
     from pyiceberg.schema import Schema
     from pyiceberg.types import NestedField
@@ -117,7 +131,7 @@ def iceberg_schema(table: TableDef) -> Any:
             NestedField(ids[c.name], c.name, _iceberg_type(c), required=c.required, doc=c.doc)
             for c in table.columns
         ),
-        identifier_field_ids=[ids[n] for n in table.identifier],
+        identifier_field_ids=[ids[n] for n in identifier_fields(table)],
     )
 
 
@@ -163,6 +177,18 @@ def add_missing_columns(table: Table, definition: TableDef) -> Table:
     with table.update_schema() as update:
         for column in missing:
             update.add_column(column.name, _iceberg_type(column), doc=column.doc)
+    return table
+
+
+def align_identifier_fields(table: Table, definition: TableDef) -> Table:
+    """Give an existing *table* the identifier fields :func:`identifier_fields` names: a
+    revised table created with its key as identifier fields loses them, so that the jobs'
+    next run only appends to it."""
+    wanted = identifier_fields(definition)
+    if table.schema().identifier_field_names() == set(wanted):
+        return table
+    with table.update_schema() as update:
+        update.set_identifier_fields(*wanted)
     return table
 
 
