@@ -68,7 +68,7 @@ def metadata_location(cfg: IcebergConfig, table: str) -> str:
 
     from stacktide.catalog import sqlalchemy_uri
 
-    engine = sqlalchemy.create_engine(sqlalchemy_uri(cfg.uri))
+    engine = sqlalchemy.create_engine(sqlalchemy_uri(cfg))
     try:
         with engine.connect() as conn:
             row = conn.execute(sqlalchemy.text(
