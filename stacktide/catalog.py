@@ -138,15 +138,20 @@ def add_missing_columns(table: Table, definition: TableDef) -> Table:
     return table
 
 
+def java_catalog_properties(cfg: IcebergConfig) -> dict[str, str]:
+    """The properties of Iceberg's Java catalog (``CatalogUtil.buildIcebergCatalog``): the
+    JdbcCatalog named by class, as Flink's catalog and the table upkeep load it."""
+    return {
+        "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+        "uri": cfg.uri,
+        "warehouse": cfg.warehouse,
+    }
+
+
 def flink_catalog_options(cfg: IcebergConfig) -> dict[str, str]:
     """Options of Flink's ``CREATE CATALOG``: JdbcCatalog through ``catalog-impl``.
 
     Iceberg's Flink factory accepts only hive/hadoop/rest as ``catalog-type``;
     the JDBC catalog must be named by class.
     """
-    return {
-        "type": "iceberg",
-        "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
-        "uri": cfg.uri,
-        "warehouse": cfg.warehouse,
-    }
+    return {"type": "iceberg", **java_catalog_properties(cfg)}
