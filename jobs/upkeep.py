@@ -202,6 +202,7 @@ def maintain(config: Config, upkeep: UpkeepConfig, *, tables: list[str] | None =
 def maintain_table(config: Config, upkeep: UpkeepConfig, ident: str, steps: list[str],
                    dry_run: bool, java: JavaTables | None) -> TableReport:
     report = TableReport(ident)
+    started = time.monotonic()
     catalog = load_catalog(config.iceberg)
     table = catalog.load_table(ident)
     folders = table_folders(table)
@@ -222,6 +223,7 @@ def maintain_table(config: Config, upkeep: UpkeepConfig, ident: str, steps: list
     if not dry_run:
         table = catalog.load_table(ident)
         report.after = table_state(table, list_files(folders) if folders else None)
+    report.seconds = round(time.monotonic() - started, 1)
     return report
 
 

@@ -347,6 +347,7 @@ class TableReport:
     expiry: ExpiryResult | None = None
     orphans: OrphanResult | None = None
     error: str | None = None
+    seconds: float = 0.0  # the table's whole upkeep, JVM start-up not included
 
 
 @dataclass(slots=True)
@@ -387,9 +388,11 @@ def human_bytes(n: int | None) -> str:
 def render_text(report: Report) -> str:
     """The report for a person: one block per table, what changed and what was kept."""
     would = "would be " if report.dry_run else ""
+    if not report.tables:
+        return "no tables to maintain"
     lines = []
     for t in report.tables:
-        lines.append(t.table)
+        lines.append(f"{t.table} ({t.seconds:.1f} s)")
         if t.before is not None:
             b, a = t.before, t.after
             lines.append(f"  before: {b.snapshots} snapshots, {b.data_files} data files "

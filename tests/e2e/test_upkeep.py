@@ -7,9 +7,12 @@ files and snapshots; it is stopped with a savepoint. The upkeep command (a child
 cron or a systemd timer runs it) then compacts, expires every snapshot it may and deletes
 an orphan planted with an old modification time, not a fresh one. Every table must hold the
 same rows as before, fewer live data files, and the snapshot the Flink sink reads on restore.
-The jobs then resume from the savepoint over the rest of the traffic: every notification is
-archived once and the usage equals the simulator's truth. A second upkeep, once the jobs
-committed on top of the compaction, deletes the small files the first one replaced.
+
+The jobs then resume from the savepoint and stream the rest of the traffic while a second
+upkeep runs, committing as it compacts and expires, and a bounded run ends them: every
+notification is archived once, the lifecycle history has each state change once and the
+usage equals the simulator's truth. The second upkeep, run once the jobs had committed on
+top of the first compaction, deleted the small files the first one replaced.
 """
 
 from __future__ import annotations
@@ -29,14 +32,21 @@ import pytest
 
 from jobs.command import caught_up, end_offsets, run_jobs
 from stacktide.catalog import load_catalog
-from stacktide.cli import main
 from stacktide.config import Config
 from stacktide.schema import TABLES
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from stacktide.upkeep import ancestry, last_flink_commit, local_path
-from tests.e2e.test_usage_path import envelopes, produce, setup, table_usage, truth_usage, write_config
+from tests.e2e.test_usage_path import (
+    envelopes,
+    produce,
+    setup,
+    state_events,
+    table_usage,
+    truth_usage,
+    write_config,
+)
 from tests.helpers import committed, fresh_environment, wait_for
 
 pytestmark = pytest.mark.stack
@@ -68,13 +78,24 @@ def files_on_disk(table: Any) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file() and not p.name.endswith(".crc"))
 
 
+MAINTAIN = ("tables", "maintain", "--expire-older-than", "0s", "--retain-last", "1",
+            "--output", "json")
+
+
 def maintain(conf: Path) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "stacktide.cli", "--config", str(conf), "tables",
-                           "maintain", "--expire-older-than", "0s", "--retain-last", "1",
-                           "--output", "json"], capture_output=True, text=True, timeout=1200,
+    """The upkeep command as cron or a systemd timer runs it: every snapshot it may expired."""
+    done = subprocess.run([sys.executable, "-m", "stacktide.cli", "--config", str(conf),
+                           *MAINTAIN], capture_output=True, text=True, timeout=1200,
                           env=fresh_environment(), check=False)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     return dict(json.loads(done.stdout))
+
+
+def start_maintain(conf: Path, stem: Path) -> subprocess.Popen[bytes]:
+    """:func:`maintain` in the background: its report in ``<stem>.out``, its log ``.err``."""
+    with stem.with_suffix(".out").open("wb") as out, stem.with_suffix(".err").open("wb") as err:
+        return subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config", str(conf),
+                                 *MAINTAIN], stdout=out, stderr=err, env=fresh_environment())
 
 
 def archived(config: Config, n: int) -> bool:
@@ -156,7 +177,7 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
                                       + compaction["files_written"])
         # Only the newest Flink commit and what followed it stay; the sink finds it again.
         kept = last_flink_commit(t.metadata)
-        assert kept == commits[name], (name, kept, commits[name])
+        assert kept is not None and kept == commits[name], (name, kept, commits[name])
         chain = [s.snapshot_id for s in ancestry(t.metadata)]
         assert {s.snapshot_id for s in t.metadata.snapshots} == set(
             chain[:chain.index(kept.snapshot_id) + 1])
@@ -170,24 +191,58 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
     assert not old.exists() and not old_crc.exists() and not old_meta.exists()
     assert fresh.exists() and notifications["orphans"]["young_kept"] >= 1
 
-    # The jobs resume from their savepoint over the rest of the traffic and commit on top.
-    produce(config, rest)
-    assert run_jobs(config, bounded=True)
-    archive = Counter(tables(config)["notifications"].scan(
+    # The jobs resume from the savepoint and stream the rest of the traffic; meanwhile a second
+    # upkeep runs, so their commits land while it compacts and expires. Once they committed
+    # on top of the first compaction, the files it replaced go (the kept commit held them).
+    replaced = {name: small[name] - live_files(t) for name, t in after.items()}
+    half = len(rest) // 2
+    chunks = [rest[i:i + 10] for i in range(half, len(rest), 10)]
+    with log.open("ab") as out:
+        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config", str(conf),
+                                "jobs", "run"], start_new_session=True, stdout=out,
+                               stderr=subprocess.STDOUT, env=fresh_environment())
+    try:
+        produce(config, rest[:half])
+        streamed = {e.message_id for e in items[:STREAMED_PARTS * size + half]}
+        wait_for(functools.partial(archived, config, len(streamed)), job, log, 300)
+        upkeep = start_maintain(conf, tmp_path / "upkeep")
+        at_start = committed(config)
+        while upkeep.poll() is None:
+            if chunks:
+                produce(config, chunks.pop(0))
+            time.sleep(3.0)
+        during = committed(config) - at_start
+        for chunk in chunks:
+            produce(config, chunk)
+        assert upkeep.returncode == 0, (tmp_path / "upkeep.err").read_text()[-3000:]
+        second = {t["table"].split(".")[-1]: t
+                  for t in json.loads((tmp_path / "upkeep.out").read_text())["tables"]}
+        ends = end_offsets(config)
+        wait_for(lambda: caught_up(config, ends), job, log, 300)
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=180) == 0, log.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    assert during > 0  # the jobs committed while the upkeep ran
+    assert all(t["error"] is None for t in second.values()), second
+    assert second["notifications"]["expiry"]["snapshots_expired"] > 0
+    assert run_jobs(config, bounded=True)  # the end of event time: every usage row final
+
+    final = tables(config)
+    archive = Counter(final["notifications"].scan(
         selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist())
     assert set(archive) == {e.message_id for e in items} and set(archive.values()) == {1}
+    history = Counter(final["instance_events"].scan(
+        selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist())
+    assert history == Counter(state_events(items))
     assert table_usage(config) == truth_usage(traffic)
-    resumed = tables(config)
-    assert last_flink_commit(resumed["notifications"].metadata) != commits["notifications"]
-
-    # Once the jobs committed on top of the compaction, the next upkeep deletes the files it
-    # replaced (the kept Flink commit held them until then).
-    replaced = {name: small[name] - live_files(t) for name, t in after.items()}
-    want = rows(config)
-    assert main(["--config", str(conf), "tables", "maintain", "--expire-older-than", "0s",
-                 "--retain-last", "1", "--skip", "orphans"]) == 0
-    assert rows(config) == want
     gone = [p for paths in replaced.values() for p in paths]
     assert gone and not any(Path(local_path(p) or p).exists() for p in gone)
-    print("files on disk after the second upkeep: " + ", ".join(
-        f"{name} {files_on_disk(t)}" for name, t in tables(config).items()))
+    print(f"second upkeep, while the jobs committed {during} notifications: live data files; "
+          "files on disk")
+    for name, r in second.items():
+        print(f"  {name:16} {r['before']['data_files']:4} -> {r['after']['data_files']:3}; "
+              f"{r['before']['files']:4} -> {r['after']['files']:4}  "
+              f"snapshots {r['before']['snapshots']} -> {r['after']['snapshots']}")
