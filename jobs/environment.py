@@ -139,6 +139,23 @@ def create_stream_env(
     return env, t_env
 
 
+def create_batch_env(config: Config, jars: JobJars, *, job_name: str) -> StreamExecutionEnvironment:
+    """A DataStream environment in batch mode, without checkpoints or a table environment: for
+    the Flink jobs Iceberg's Java API builds itself (the compaction of ``stacktide tables
+    maintain``). Its ``pipeline.jars`` reach the JVM's context class loader too, so the
+    Iceberg classes answer through Py4J once this returns."""
+    settings = {k: v for k, v in _settings(config, jars, job_name, None).items()
+                if not k.startswith("execution.checkpointing")}
+    settings["execution.runtime-mode"] = "BATCH"
+    from pyflink.common import Configuration
+    from pyflink.datastream import StreamExecutionEnvironment
+
+    conf = Configuration()
+    for key, value in settings.items():
+        conf.set_string(key, value)
+    return StreamExecutionEnvironment.get_execution_environment(conf)
+
+
 def register_catalog(env: TableEnvironment, config: Config) -> None:
     """``CREATE CATALOG <catalog_name>`` with the JDBC catalog options (the statement holds the
     catalog's password: it is never logged). pyiceberg reaches the catalog first: an unreachable

@@ -192,21 +192,27 @@ def align_identifier_fields(table: Table, definition: TableDef) -> Table:
     return table
 
 
-def flink_catalog_options(cfg: IcebergConfig) -> dict[str, str]:
-    """Options of Flink's ``CREATE CATALOG``: JdbcCatalog through ``catalog-impl``.
-
-    Iceberg's Flink factory accepts only hive/hadoop/rest as ``catalog-type``;
-    the JDBC catalog must be named by class. The options hold the password: never log them.
-    """
-    options = {
-        "type": "iceberg",
+def java_catalog_properties(cfg: IcebergConfig) -> dict[str, str]:
+    """The properties of Iceberg's Java catalog (``CatalogUtil.buildIcebergCatalog``): the
+    JdbcCatalog named by class, as Flink's catalog and the table upkeep load it. They
+    hold the password: never log them."""
+    properties = {
         "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
         "uri": cfg.uri,
         "warehouse": cfg.warehouse,
     }
     # JdbcCatalog hands its "jdbc."-prefixed properties to the driver as connection properties.
     if cfg.user:
-        options["jdbc.user"] = cfg.user
+        properties["jdbc.user"] = cfg.user
     if cfg.password:
-        options["jdbc.password"] = cfg.password
-    return options
+        properties["jdbc.password"] = cfg.password
+    return properties
+
+
+def flink_catalog_options(cfg: IcebergConfig) -> dict[str, str]:
+    """Options of Flink's ``CREATE CATALOG``: JdbcCatalog through ``catalog-impl``.
+
+    Iceberg's Flink factory accepts only hive/hadoop/rest as ``catalog-type``;
+    the JDBC catalog must be named by class. The options hold the password: never log them.
+    """
+    return {"type": "iceberg", **java_catalog_properties(cfg)}

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("stacktide.simulate.command", "seeded nova traffic of a cloud, with its ground truth"),
     "jobs": ("jobs.command", "run the PyFlink jobs"),
     "sql": ("jobs.sql_command", "Flink SQL over the Iceberg tables and the Kafka topics"),
+    "tables": ("jobs.upkeep", "table upkeep: compact small files, expire snapshots, delete orphans"),
     "demo": ("stacktide.demo", "stack up, sample traffic, jobs, and what landed in Iceberg"),
     "usage": ("stacktide.usage_report", "exact usage of a tenant or an instance per period, from Iceberg"),
     "uuid": ("stacktide.readers.instance", "every notification about one instance, in time order"),

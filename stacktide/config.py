@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -174,6 +176,58 @@ class HostAgentConfig:
     reconnect_max_s: float = 30.0
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``7d``, ``36h``, ``90m``, ``30s``, ``2w`` (one number, one unit) as a timedelta.
+
+    One unit per value keeps a retention setting readable at a glance; a ``ValueError``
+    says what was expected, for the config loader and the command line to show.
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"expected a duration such as 7d, 36h, 90m or 30s, got {text!r}")
+    return timedelta(seconds=float(match.group(1)) * DURATION_UNITS[match.group(2)])
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of :func:`parse_duration`, in the largest unit that divides it."""
+    seconds = value.total_seconds()
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda item: -item[1]):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+# Unreferenced files younger than this are never orphans, whatever the setting: a running
+# job's checkpoint writes data files and manifests that a commit references only later.
+MIN_ORPHAN_AGE = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class UpkeepConfig:
+    """Defaults of ``stacktide tables maintain`` (docs/upkeep.md). Snapshots older than
+    ``expire_older_than`` are expired, except the last ``retain_last`` and the newest one the
+    Flink sink committed (it reads it when a job restores); compaction rewrites the files of a
+    partition smaller than 3/4 of ``target_file_size_mb`` into files of about that size once
+    a partition has ``min_input_files`` of them; files under a table's data and metadata
+    folders that no snapshot or metadata file references are deleted once older than
+    ``orphan_older_than`` (a job restored later than that after a crash would miss files its
+    checkpoint wrote, so keep it above any outage the jobs must survive)."""
+
+    expire_older_than: timedelta = timedelta(days=1)
+    retain_last: int = 10
+    target_file_size_mb: float = 128.0
+    min_input_files: int = 2
+    orphan_older_than: timedelta = timedelta(days=3)
+
+    @property
+    def target_file_size_bytes(self) -> int:
+        return int(self.target_file_size_mb * 1024 * 1024)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     source: str
@@ -186,6 +240,7 @@ class Config:
     usage: UsageConfig
     udp: UdpConfig = UdpConfig()
     host_agent: HostAgentConfig = HostAgentConfig()
+    upkeep: UpkeepConfig = UpkeepConfig()
 
 
 T = TypeVar("T")
@@ -278,7 +333,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Config:
     """Build a :class:`Config` from already-parsed YAML; relative paths resolve against *base*."""
     top = _Reader(file, data, "")
-    top.unknown({"cells", "kafka", "iceberg", "bridge", "jobs", "local", "usage", "udp", "host_agent"})
+    top.unknown({"cells", "kafka", "iceberg", "bridge", "jobs", "local", "usage", "udp", "host_agent",
+                 "upkeep"})
     local = _local(top.section("local"), base)
     return Config(
         source=file,
@@ -291,6 +347,7 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
         usage=_usage(top.section("usage")),
         udp=_udp(top.section("udp")),
         host_agent=_host_agent(top.section("host_agent"), base),
+        upkeep=_upkeep(top.section("upkeep")),
     )
 
 
@@ -324,6 +381,43 @@ def _host_agent(r: _Reader, base: Path) -> HostAgentConfig:
     if not c.uri:
         raise r.fail("uri", "a libvirt URI such as qemu:///system", c.uri)
     return dataclasses.replace(c, meters=str((base / os.path.expanduser(c.meters)).resolve()))
+
+
+def _duration(r: _Reader, name: str, default: timedelta, floor: timedelta = timedelta(0)
+              ) -> timedelta:
+    """A duration key: ``7d``, ``12h``, ``30m``, ``45s`` (a bare number counts seconds)."""
+    raw = r.data.get(name)
+    if raw is None:
+        return default
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = timedelta(seconds=raw)
+    elif isinstance(raw, str):
+        try:
+            value = parse_duration(raw)
+        except ValueError:
+            raise r.fail(name, "a duration such as 7d, 12h, 30m or 45s", raw) from None
+    else:
+        raise r.fail(name, "a duration such as 7d, 12h, 30m or 45s", raw)
+    if value < floor or value < timedelta(0):
+        raise r.fail(name, f"a duration of at least {format_duration(floor)}", raw)
+    return value
+
+
+def _upkeep(r: _Reader) -> UpkeepConfig:
+    d = UpkeepConfig()
+    r.unknown(set(d.__slots__))
+    config = UpkeepConfig(
+        expire_older_than=_duration(r, "expire_older_than", d.expire_older_than),
+        retain_last=r.positive("retain_last", int, d.retain_last),
+        target_file_size_mb=r.positive("target_file_size_mb", float, d.target_file_size_mb),
+        min_input_files=r.positive("min_input_files", int, d.min_input_files),
+        orphan_older_than=_duration(r, "orphan_older_than", d.orphan_older_than,
+                                    floor=MIN_ORPHAN_AGE),
+    )
+    if config.min_input_files < 2:
+        raise r.fail("min_input_files", "an integer of at least 2 (one file is not compacted)",
+                     config.min_input_files)
+    return config
 
 
 def _usage(r: _Reader) -> UsageConfig:

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pika
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.bridge import connection_parameters
 from connectors.wire import parse
+from stacktide.catalog import load_catalog
 from stacktide.config import CellConfig, Config
 from stacktide.local import rabbitmq
 from stacktide.schema import Envelope
@@ -146,3 +150,20 @@ def fresh_environment() -> dict[str, str]:
     its JVM (PYFLINK_GATEWAY_DISABLED) or sends its Python work to this process's workers
     (PYTHON_LOOPBACK_SERVER_ADDRESS), which hangs both once the child is killed."""
     return {k: v for k, v in os.environ.items() if not k.startswith(PYFLINK_ENV)}
+
+
+def committed(config: Config) -> int:
+    """Rows of the archive so far (0 until the job created the table)."""
+    catalog, ident = load_catalog(config.iceberg), f"{config.iceberg.namespace}.notifications"
+    if not catalog.table_exists(ident):
+        return 0
+    return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
+
+
+def wait_for(condition: Any, job: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+    """Until *condition*() holds, while *job* runs; its log's tail when it ends or time is up."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert job.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(1.0)

@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from tests.e2e.test_usage_path import (
     truth_usage,
     write_config,
 )
-from tests.helpers import fresh_environment
+from tests.helpers import committed, fresh_environment, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -79,14 +78,6 @@ def difference(got: Any, want: Any) -> dict[str, Any]:
             "only_undisturbed": sorted(b - a, key=repr)[:5], "counts": (len(got), len(want))}
 
 
-def committed(config: Config) -> int:
-    """Rows of the archive so far (0 until the job created the table)."""
-    catalog, ident = load_catalog(config.iceberg), f"{config.iceberg.namespace}.notifications"
-    if not catalog.table_exists(ident):
-        return 0
-    return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
-
-
 @pytest.fixture(scope="module")
 def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]:
     """Traffic for the restart tests and the tables of one undisturbed bounded run over it."""
@@ -100,14 +91,6 @@ def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]
     usage = table_usage(calm)
     assert usage == truth_usage(traffic), difference(usage, truth_usage(traffic))
     return traffic, items, current_rows(calm)
-
-
-def wait_for(condition: Any, job: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert job.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(1.0)
 
 
 @pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM"])

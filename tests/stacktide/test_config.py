@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from stacktide.config import DEFAULT_CONFIG, PRIORITIES, load_config
+from stacktide.config import (
+    DEFAULT_CONFIG,
+    PRIORITIES,
+    UpkeepConfig,
+    format_duration,
+    load_config,
+    parse_duration,
+)
 from stacktide.errors import ConfigError
 
 
@@ -56,6 +64,13 @@ def test_relative_state_dir_resolves_against_the_file(tmp_path: Path) -> None:
         ("jobs: {parallelism: -1}", "jobs.parallelism", "non-negative"),
         ("kafka: [1, 2]", "kafka", "a mapping"),
         ("kafka: {partitions: 1\n", "line 2", "valid YAML"),
+        ("upkeep: {expire_older_than: 'a week'}", "upkeep.expire_older_than", "a duration"),
+        ("upkeep: {expire_older_than: -5}", "upkeep.expire_older_than", "at least 0s"),
+        ("upkeep: {orphan_older_than: 10m}", "upkeep.orphan_older_than", "at least 1h"),
+        ("upkeep: {retain_last: 0}", "upkeep.retain_last", "a positive integer"),
+        ("upkeep: {min_input_files: 1}", "upkeep.min_input_files", "at least 2"),
+        ("upkeep: {target_file_size_mb: big}", "upkeep.target_file_size_mb", "a number"),
+        ("upkeep: {keep: 3}", "upkeep.keep", "one of the known keys"),
     ],
 )
 def test_bad_line_names_file_key_and_expectation(tmp_path: Path, text: str, key: str,
@@ -108,3 +123,25 @@ def test_postgres_catalog_credentials_reach_both_clients_and_no_repr(tmp_path: P
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="a readable YAML file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_upkeep_durations_read_as_written(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "upkeep: {expire_older_than: 36h, orphan_older_than: 2w,"
+                                         " retain_last: 3, target_file_size_mb: 64}\n"))
+    assert config.upkeep.expire_older_than == timedelta(hours=36)
+    assert config.upkeep.orphan_older_than == timedelta(weeks=2)
+    assert config.upkeep.target_file_size_bytes == 64 * 1024 * 1024
+    assert load_config(DEFAULT_CONFIG).upkeep == UpkeepConfig()  # the shipped file says the defaults
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("7d", 604800), ("1.5h", 5400), ("90m", 5400),
+                                               ("0s", 0), ("2w", 1209600), (" 45 s ", 45)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+    assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["", "7", "d7", "7 days", "-1d", "1d2h"])
+def test_bad_durations_say_what_was_expected(text: str) -> None:
+    with pytest.raises(ValueError, match="a duration such as 7d"):
+        parse_duration(text)
