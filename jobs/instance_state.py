@@ -48,6 +48,7 @@ UID = "instance-state"  # operator uid: keep it, or a restart cannot find the st
 SOURCE, GROUP_ID = "kafka_instance_notifications", "stacktide-jobs-instances"
 OUTPUTS = ("instances", "instance_events", "instance_usage", "usage_audit")
 REVISED = ("instances", "instance_usage", "usage_audit")
+KEY = "CONCAT(COALESCE(`cell`, ''), '/', `instance_id`)"  # SQL over the query's columns
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -343,8 +344,7 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
                    bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("instance_notifications", source=Ident(SOURCE),
                                  event_filter=Raw(event_filter(lc.load_rules(rules_path)))))
-    keyed = keyed_with_clock(env, env.to_data_stream(query), lambda r: f"{r[1]}/{r[5]}",
-                             "instance_state")
+    keyed = keyed_with_clock(env, query, KEY, "instance_state")
     function = InstanceFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
     append_side_outputs(env, statements, config, out, OUTPUTS, "instance_state")

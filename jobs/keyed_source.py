@@ -20,7 +20,7 @@ from stacktide.config import Config
 from stacktide.schema import ENVELOPE_COLUMNS, TABLES, TableDef, flink_type, time_us
 
 if TYPE_CHECKING:
-    from pyflink.table import StatementSet, StreamTableEnvironment
+    from pyflink.table import StatementSet, StreamTableEnvironment, Table
 
 MAX_WATERMARK = 2**63 - 1  # Long.MAX_VALUE ms: the end of a bounded input
 MS = 1000
@@ -61,7 +61,9 @@ def table_row(row: Any, name: str, record: dict[str, Any]) -> Any:
 
 
 CLOCK_KEY = "newest"
-EVENT_TIME = "TO_TIMESTAMP(SUBSTRING(`generated` FROM 1 FOR 23), 'yyyy-MM-dd''T''HH:mm:ss.SSS')"
+# The event time of a keyed row (sql/keyed_rows.sql), from its `generated` text.
+EVENT_TIME = ("TO_TIMESTAMP(SUBSTRING(`value`.`generated` FROM 1 FOR 23), "
+              "'yyyy-MM-dd''T''HH:mm:ss.SSS')")
 
 
 def clock_descriptor() -> Any:
@@ -102,23 +104,42 @@ class EventClock:
         return max(self.seen, ctx.get_broadcast_state(self.clock).get(CLOCK_KEY) or NEVER)
 
 
-def keyed_with_clock(env: StreamTableEnvironment, rows: Any, key: Any, name: str) -> Any:
-    """*rows* (a DataStream of a query with a ``generated`` column and event time) keyed by
-    *key*, connected to their event clock (sql/event_clock.sql) broadcast: what a
-    :class:`EventClock` function processes. The clock is computed in the JVM on the same
-    stream, so the topic is read once."""
+def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: str) -> Any:
+    """The rows of *query* (text columns, ``generated`` among them) keyed by the SQL expression
+    *key*, connected to their event clock (sql/event_clock.sql) broadcast: what an
+    :class:`EventClock` function processes, each row as the tuple of *query*'s columns.
+
+    The key is computed in SQL and the stream keyed in the JVM. PyFlink's ``key_by`` puts a
+    Python operator (a map adding the key) between the source and the function: every row
+    crossed into Python one more time, and on a loaded machine rows of a partition reached the
+    function after a source watermark hours past them (the operator's input watermark showed
+    it), so whole instances were dropped as late; that map is the one hop between the source
+    and the function that buffers rows. The clock is computed in the JVM on the same stream,
+    so the topic is read once."""
     from pyflink.common import Types
+    from pyflink.datastream import KeyedStream
+    from pyflink.java_gateway import get_gateway
     from pyflink.table import Schema
 
-    # The rows reach the DataStream without their event time (Python never needs it): the
-    # clock derives it again. Its watermark runs ahead of the source's (no out-of-orderness,
-    # no per-partition minimum), which only drops rows older than one already counted.
-    table = env.from_data_stream(rows, Schema.new_builder()
+    columns = query.get_schema().get_field_names()
+    env.create_temporary_view(rows := f"{name}_rows", query)
+    value = Types.ROW_NAMED(columns, [Types.STRING()] * len(columns))
+    stream = env.to_append_stream(env.sql_query(render(
+        "keyed_rows", key=Raw(key), source=Ident(rows),
+        columns=Raw(", ".join(Ident(c).render() for c in columns)))),
+        Types.ROW_NAMED(["key", "value"], [Types.STRING(), value]))
+    keyed = KeyedStream(stream._j_data_stream.keyBy(
+        get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()),
+        value, stream)
+    # The clock derives the event time from `generated` again (the rows carry none). Its
+    # watermark runs ahead of the source's (no out-of-orderness, no per-partition minimum),
+    # which only drops rows older than one already counted.
+    table = env.from_data_stream(stream, Schema.new_builder()
                                  .column_by_expression("rowtime", EVENT_TIME)
                                  .watermark("rowtime", "`rowtime`").build())
     env.create_temporary_view(view := f"{name}_clock_input", table)
     clock = env.to_data_stream(env.sql_query(render("event_clock", source=Ident(view))))
-    return rows.key_by(key, key_type=Types.STRING()).connect(clock.broadcast(clock_descriptor()))
+    return keyed.connect(clock.broadcast(clock_descriptor()))
 
 
 def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,

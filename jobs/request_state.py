@@ -50,6 +50,9 @@ else:
 UID = "request-state"  # operator uid: keep it, or a restart cannot find the state
 SOURCE, GROUP_ID = "kafka_request_notifications", "stacktide-jobs-requests"
 OUTPUTS = ("requests", "errors")
+# The request a notification belongs to (requests.group_key), else the notification alone.
+KEY = ("COALESCE(NULLIF(`global_request_id`, ''), NULLIF(`request_id`, ''), "
+       "CONCAT('message:', `message_id`))")
 ALERTS = "alerts"
 
 
@@ -237,11 +240,10 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
                    bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("request_notifications", source=Ident(SOURCE),
                                  error_filter=Raw(error_filter(rules))))
-    stream = env.to_data_stream(query)
+    keyed = keyed_with_clock(env, query, KEY, "request_state")
     if not bounded:  # a bounded run replays: throughput matters there, not an alert's delay
-        bundle_time(stream.get_execution_environment(), rules.python_bundle_ms)
-    keyed = keyed_with_clock(env, stream, lambda r: rq.group_key(r[8], r[7]) or f"message:{r[0]}",
-                             "request_state")
+        bundle_time(keyed.non_broadcast_stream.get_execution_environment(),
+                    rules.python_bundle_ms)
     function = RequestFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
     append_side_outputs(env, statements, config, out, OUTPUTS, "request_state")
