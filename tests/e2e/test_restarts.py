@@ -110,11 +110,11 @@ def test_stopped_mid_stream_resumes_with_the_same_tables(
                                env=fresh_environment())
     try:
         first = len({e.message_id for e in items[:cut]})
-        wait_for(lambda: committed(hurt) >= first, job, log, 150)  # through the first part
+        wait_for(lambda: committed(hurt) >= first, job, log, 300)  # through the first part
         produce(hurt, items[cut:])
         if stop == "SIGTERM":
             ends = end_offsets(hurt)
-            wait_for(lambda: caught_up(hurt, ends), job, log, 150)  # read it all
+            wait_for(lambda: caught_up(hurt, ends), job, log, 300)  # read it all
             job.send_signal(signal.SIGTERM)  # the client alone: it stops the job itself
             assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
     finally:
