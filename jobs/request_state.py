@@ -1,7 +1,8 @@
 """The request job: one timeline per request, inside the jobs' Flink job.
 
 Kafka -> SQL (notifications with a request id, and every error; event time from
-``generated``) -> DataStream keyed by :func:`jobs.requests.group_key` -> :class:`RequestFunction`,
+``generated``) -> DataStream keyed in the JVM by ``KEY`` (:func:`jobs.requests.group_key` in
+SQL) -> :class:`RequestFunction`,
 which drives the pure core (jobs/requests.py) -> side outputs -> ``requests`` and ``errors``
 in Iceberg, appended with revisions, and ``<prefix>.alerts`` on Kafka.
 
