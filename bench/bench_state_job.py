@@ -55,6 +55,10 @@ VARIANTS: dict[str, dict[str, str]] = {
     "process/bundle-1000 (default)": {},
     "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
                               "python.fn-execution.bundle.time": "1000"},
+    # PyFlink's own state cache sizes, below the jobs' default (jobs.python_state_cache)
+    "process/state-cache-1000": {"python.state.cache-size": "1000",
+                                 "python.map-state.read-cache-size": "1000",
+                                 "python.map-state.write-cache-size": "1000"},
 }
 # Not a variant: python.execution-mode thread (PemJa) fails on this job with "Could not forward
 # element to next operator" from the chained side-output operators, and restarts forever.

@@ -86,6 +86,11 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
         "table.exec.state.ttl": f"{int(config.jobs.dedup_ttl_hours * 3600 * 1000)} ms",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
+        # PyFlink's default (1,000 keys) is below the keys of a cloud's live instances and
+        # open requests: each miss is a blocking state read, each eviction a write.
+        "python.state.cache-size": str(config.jobs.python_state_cache),
+        "python.map-state.read-cache-size": str(config.jobs.python_state_cache),
+        "python.map-state.write-cache-size": str(config.jobs.python_state_cache),
     }
     if restore_from is not None:
         settings["execution.state-recovery.path"] = restore_from.as_uri()

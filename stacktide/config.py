@@ -103,13 +103,18 @@ class JobsConfig:
     a streaming run (0, the default: never). A partition taken for idle while a backlog is read
     lets the others run ahead of it, and its events then arrive late, some later than the
     allowed lateness: exact usage prefers rows that wait for a silent partition (in a cloud,
-    every partition carries traffic) to rows that miss events. Bounded runs never mark one."""
+    every partition carries traffic) to rows that miss events. Bounded runs never mark one.
+    ``python_state_cache``: keys whose state a keyed Python operator keeps decoded between
+    bundles (per subtask); a key missing from it costs a blocking read from the JVM, and one
+    evicted a write (bench/README.md measures it). Size it above the keys a subtask sees in a
+    watermark's delay: live instances, and open requests."""
 
     checkpoint_interval_s: float = 10.0
     parallelism: int = 1
     dedup_ttl_hours: float = 24.0
     out_of_order_s: float = 60.0
     idle_timeout_s: float = 0.0
+    python_state_cache: int = 20000
 
 
 @dataclass(frozen=True, slots=True)
