@@ -60,8 +60,10 @@ VARIANTS: dict[str, dict[str, str]] = {
                                  "python.map-state.read-cache-size": "1000",
                                  "python.map-state.write-cache-size": "1000"},
 }
-# Not a variant: python.execution-mode thread (PemJa) fails on this job with "Could not forward
-# element to next operator" from the chained side-output operators, and restarts forever.
+# Not a variant: python.execution-mode thread (PemJa) fails on this job. Under the chained
+# operators' "Could not forward element to next operator" (and alone, with chaining off) is
+# PemJa's ClassCastException: it cannot hand the side outputs' pyflink Instant (the tables'
+# timestamptz columns) to Java as a java.time.Instant. The job restarts forever.
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
 
 
