@@ -197,10 +197,10 @@ def flink_query(config: Config, sql: str, columns: tuple[str, ...]) -> list[dict
     from pyflink.table.expressions import col
 
     from jobs.environment import JobJars, create_table_env
-    from stacktide.local.jars import ensure_jars
+    from stacktide.local.jars import ensure_jars, pipeline_jars
 
     jars = ensure_jars(config)
-    env = create_table_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+    env = create_table_env(config, JobJars(pipeline_jars(config, jars), tuple(jars["hadoop"])),
                            job_name="stacktide-query", batch=True)
     result = env.sql_query(sql).select(*(col(c) for c in columns)).execute()
     with result.collect() as rows:
