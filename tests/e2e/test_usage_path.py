@@ -261,7 +261,8 @@ def write_config(config: Config, path: Path) -> Path:
         "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,
                     "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace,
                     **({"user": c.iceberg.user, "password": c.iceberg.password}
-                       if c.iceberg.user else {})},
+                       if c.iceberg.user else {}),
+                    **({"s3": dataclasses.asdict(c.iceberg.s3)} if c.iceberg.s3 else {})},
         "jobs": {"checkpoint_interval_s": c.jobs.checkpoint_interval_s},
         "local": {"state_dir": str(c.local.state_dir), "rabbitmq_port": c.local.rabbitmq_port,
                   "kafka_port": c.local.kafka_port,
