@@ -165,12 +165,12 @@ def sql_only(base: Config, items: list[Envelope]) -> float:
 def _sql_only_here(base: Config, items: list[Envelope]) -> float:
     """Seconds of a bounded SQL pipeline over *items*: JSON decode + GROUP BY instance."""
     from jobs.environment import JobJars, create_stream_env
-    from stacktide.local.jars import ensure_jars
+    from stacktide.local.jars import ensure_jars, pipeline_jars
 
     config = fresh_namespace(base)
     fill(config, items)
     jars = ensure_jars(config)
-    _, t_env = create_stream_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+    _, t_env = create_stream_env(config, JobJars(pipeline_jars(config, jars), tuple(jars["hadoop"])),
                                  job_name=f"bench-sql-{uuid.uuid4().hex[:6]}")
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE src (`instance_id` STRING, `event_type` STRING,

@@ -116,7 +116,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
         ensure_table,
         load_catalog,
     )
-    from stacktide.local.jars import ensure_jars
+    from stacktide.local.jars import ensure_jars, pipeline_jars
     from stacktide.local.operators import operator_jar
     from stacktide.schema import TABLES
 
@@ -130,7 +130,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
     catch_up = end_offsets(config) if bounded and restore is not None else None
     env, t_env = create_stream_env(
         config,
-        JobJars(pipeline=(*jars["flink"], operator_jar(config)), hadoop=tuple(jars["hadoop"])),
+        JobJars(pipeline=(*pipeline_jars(config, jars), operator_jar(config)), hadoop=tuple(jars["hadoop"])),
         job_name=JOB_NAME,
         restore_from=restore,
         overrides=flink_options,

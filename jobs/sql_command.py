@@ -83,10 +83,10 @@ def session(config: Config, *, streaming: bool) -> Any:
     from jobs import host_samples, notifications
     from jobs.environment import JobJars, create_table_env
     from jobs.sqlfile import Ident
-    from stacktide.local.jars import ensure_jars
+    from stacktide.local.jars import ensure_jars, pipeline_jars
 
     jars = ensure_jars(config)
-    env = create_table_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+    env = create_table_env(config, JobJars(pipeline_jars(config, jars), tuple(jars["hadoop"])),
                            job_name="stacktide-sql", batch=not streaming)
     env.execute_sql(f"USE CATALOG {Ident(config.iceberg.catalog_name).render()}")
     env.execute_sql(f"USE {Ident(config.iceberg.namespace).render()}")

@@ -236,10 +236,10 @@ class JavaTables:
         from pyflink.java_gateway import get_gateway
 
         from jobs.environment import JobJars, create_batch_env
-        from stacktide.local.jars import ensure_jars
+        from stacktide.local.jars import ensure_jars, pipeline_jars
 
-        jars = ensure_jars(config, groups=("flink", "hadoop"))
-        self.env = create_batch_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+        jars = ensure_jars(config, groups=("flink", "hadoop", "iceberg-aws"))
+        self.env = create_batch_env(config, JobJars(pipeline_jars(config, jars), tuple(jars["hadoop"])),
                                     job_name=JOB_NAME)
         self.jvm = get_gateway().jvm
         props = self.jvm.java.util.HashMap()

@@ -71,6 +71,51 @@ def prepare_storage(cfg: IcebergConfig) -> None:
         Path(url.path).mkdir(parents=True, exist_ok=True)
 
 
+def object_store_properties(cfg: IcebergConfig) -> dict[str, str]:
+    """The catalog properties that reach an ``s3://`` warehouse, under the names Iceberg's Java
+    ``S3FileIO`` and pyiceberg's pyarrow file IO both read (``client.region`` serves both; the
+    path-style switch is Java's alone, pyarrow addresses buckets by path on its own). Empty for
+    a ``file://`` warehouse. They hold the secret key: never log them."""
+    s3 = cfg.s3
+    if s3 is None:
+        return {}
+    properties = {"client.region": s3.region,
+                  "s3.path-style-access": "true" if s3.path_style_access else "false"}
+    if s3.endpoint:
+        properties["s3.endpoint"] = s3.endpoint
+    if s3.access_key_id:
+        properties["s3.access-key-id"] = s3.access_key_id
+        properties["s3.secret-access-key"] = s3.secret_access_key
+    return properties
+
+
+def check_warehouse(cfg: IcebergConfig) -> None:
+    """Stop on an ``s3://`` warehouse whose bucket cannot be reached, with the endpoint, the
+    bucket and what the store answered, before a table is created or a job started: otherwise
+    the first write fails deep inside pyarrow or a Flink task."""
+    if cfg.s3 is None:
+        return
+    from pyarrow.fs import FileType, S3FileSystem
+
+    s3 = cfg.s3
+    bucket = urlparse(cfg.warehouse).netloc
+    where = f"iceberg.warehouse={cfg.warehouse} at {s3.endpoint or 'AWS S3'} ({s3.region})"
+    fs = S3FileSystem(endpoint_override=s3.endpoint or None, region=s3.region,
+                      access_key=s3.access_key_id or None,
+                      secret_key=s3.secret_access_key or None,
+                      connect_timeout=10, request_timeout=30)
+    try:
+        kind = fs.get_file_info(bucket).type
+    except OSError as exc:
+        answer = " ".join(str(exc).split())
+        if s3.secret_access_key:
+            answer = answer.replace(s3.secret_access_key, "***")
+        raise CatalogError(f"the Iceberg warehouse {where} cannot be used: {answer}") from None
+    if kind != FileType.Directory:
+        raise CatalogError(f"the Iceberg warehouse {where} cannot be used: the bucket {bucket!r} "
+                           "does not exist; create it first")
+
+
 def load_catalog(cfg: IcebergConfig) -> Catalog:
     """The pyiceberg view of the catalog.
 
@@ -82,8 +127,10 @@ def load_catalog(cfg: IcebergConfig) -> Catalog:
     from sqlalchemy.exc import SQLAlchemyError
 
     prepare_storage(cfg)
+    check_warehouse(cfg)
     try:
-        return SqlCatalog(cfg.catalog_name, uri=sqlalchemy_uri(cfg), warehouse=cfg.warehouse)
+        return SqlCatalog(cfg.catalog_name, uri=sqlalchemy_uri(cfg), warehouse=cfg.warehouse,
+                          **object_store_properties(cfg))
     except SQLAlchemyError as exc:
         # The driver's own message ("connection refused", "password authentication failed for
         # user …"); SQLAlchemy's wrapper would add the statement and a link.
@@ -194,13 +241,18 @@ def align_identifier_fields(table: Table, definition: TableDef) -> Table:
 
 def java_catalog_properties(cfg: IcebergConfig) -> dict[str, str]:
     """The properties of Iceberg's Java catalog (``CatalogUtil.buildIcebergCatalog``): the
-    JdbcCatalog named by class, as Flink's catalog and the table upkeep load it. They
-    hold the password: never log them."""
+    JdbcCatalog named by class, as Flink's catalog and the table upkeep load it; with an
+    ``s3://`` warehouse, ``S3FileIO`` of the iceberg-aws-bundle jar as its file IO (Hadoop's
+    file systems have no S3 client among the project's jars). They hold the password and the
+    secret key: never log them."""
     properties = {
         "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
         "uri": cfg.uri,
         "warehouse": cfg.warehouse,
     }
+    if cfg.s3 is not None:
+        properties["io-impl"] = "org.apache.iceberg.aws.s3.S3FileIO"
+        properties.update(object_store_properties(cfg))
     # JdbcCatalog hands its "jdbc."-prefixed properties to the driver as connection properties.
     if cfg.user:
         properties["jdbc.user"] = cfg.user

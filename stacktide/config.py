@@ -53,13 +53,35 @@ class KafkaConfig:
         return f"{self.topic_prefix}.{name}"
 
 
+# Where the secret key of an object-store warehouse may come from instead of the file, so that
+# the file can be shared, versioned or baked into an image without it.
+S3_SECRET_ENV = "STACKTIDE_S3_SECRET_ACCESS_KEY"  # noqa: S105 - a variable name, not a secret
+
+
+@dataclass(frozen=True, slots=True)
+class S3Config:
+    """How both catalog clients reach an ``s3://`` warehouse (AWS S3, MinIO, Ceph RGW, …).
+
+    ``endpoint`` empty means AWS itself, in ``region``; any other store is named by its URL and
+    usually serves buckets by path (``path_style_access``). Without keys each client falls back
+    to the AWS SDK's default credentials (environment, profile, instance role) of the machine it
+    runs on. The secret key is left out of this object's repr.
+    """
+
+    endpoint: str = ""
+    region: str = "us-east-1"
+    path_style_access: bool = False
+    access_key_id: str = ""
+    secret_access_key: str = dataclasses.field(default="", repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class IcebergConfig:
     """Where the tables live. ``uri`` is a JDBC URI, as Flink's JdbcCatalog takes it.
 
     ``user`` and ``password`` log in to a PostgreSQL catalog. They are keys of their own, never
     part of ``uri``, so the URI can be shown and logged as it is; the password is left out of
-    this object's repr.
+    this object's repr. ``s3`` is set exactly when ``warehouse`` is an ``s3://`` location.
     """
 
     catalog_name: str
@@ -68,6 +90,12 @@ class IcebergConfig:
     namespace: str = "stacktide"
     user: str = ""
     password: str = dataclasses.field(default="", repr=False)
+    s3: S3Config | None = None
+
+    @property
+    def object_store(self) -> bool:
+        """Whether the warehouse is in an object store rather than a file system."""
+        return self.s3 is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +315,15 @@ class _Reader:
         if value < 0 or (value == 0 and not zero_ok):  # type: ignore[operator]
             word = "non-negative" if zero_ok else "positive"
             raise self.fail(name, f"a {word} {_kind(kind).split()[-1]}", value)
+        return value
+
+    def secret(self, name: str) -> str:
+        """A password or key: like ``get(name, str, "")``, but a wrong value is never shown."""
+        value = self.data.get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(name, f"a string (got {type(value).__name__}; quote the value)")
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
@@ -518,10 +555,10 @@ POSTGRES_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "veri
 
 def _iceberg(r: _Reader, local: LocalConfig) -> IcebergConfig:
     """Without uri/warehouse, the embedded default: SQLite catalog and warehouse in the state dir."""
-    r.unknown({"catalog_name", "uri", "warehouse", "namespace", "user", "password"})
+    r.unknown({"catalog_name", "uri", "warehouse", "namespace", "user", "password", "s3"})
     home = local.state_dir / "iceberg"
     uri = r.get("uri", str, f"jdbc:sqlite:{home / 'catalog.db'}")
-    user, password = r.get("user", str, ""), r.get("password", str, "")
+    user, password = r.get("user", str, ""), r.secret("password")
     if uri.startswith("jdbc:postgresql:"):
         _check_postgres_uri(r, uri)
         if password and not user:
@@ -532,13 +569,83 @@ def _iceberg(r: _Reader, local: LocalConfig) -> IcebergConfig:
     else:
         raise r.fail("uri", "a JDBC URI: jdbc:sqlite:/path/catalog.db or "
                      "jdbc:postgresql://host:port/database", uri)
+    warehouse = r.get("warehouse", str, (home / "warehouse").as_uri())
     return IcebergConfig(
         catalog_name=r.get("catalog_name", str, "stacktide"),
         uri=uri,
-        warehouse=r.get("warehouse", str, (home / "warehouse").as_uri()),
+        warehouse=warehouse,
         namespace=r.get("namespace", str, "stacktide"),
         user=user,
         password=password,
+        s3=_warehouse(r, warehouse),
+    )
+
+
+# S3's rules for bucket names (which MinIO and Ceph RGW apply too): 3 to 63 lower-case letters,
+# digits, dots and hyphens, beginning and ending with a letter or digit.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _warehouse(r: _Reader, warehouse: str) -> S3Config | None:
+    """Check ``iceberg.warehouse`` and read ``iceberg.s3``, which only an ``s3://`` warehouse
+    takes: a local folder (``file://``) or a bucket and prefix (``s3://bucket/prefix``)."""
+    form = "file:///path/to/warehouse or s3://bucket/prefix"
+    parts = urlsplit(warehouse)
+    if parts.scheme == "file":
+        if not parts.path.startswith("/") or parts.netloc:
+            raise r.fail("warehouse", f"{form} (an absolute path after file://)", warehouse)
+        if "s3" in r.data:
+            raise r.fail("s3", "no s3 section with a file:// warehouse (iceberg.warehouse is "
+                         f"{warehouse})")
+        return None
+    if parts.scheme != "s3":
+        raise r.fail("warehouse", form, warehouse)
+    if parts.username is not None or parts.password is not None:
+        raise r.fail("warehouse", f"{form} without credentials: put them in iceberg.s3")
+    if not _BUCKET.match(parts.netloc):
+        raise r.fail("warehouse", f"{form} whose bucket is 3-63 lower-case letters, digits, dots "
+                     "and hyphens", warehouse)
+    if parts.query or parts.fragment:
+        raise r.fail("warehouse", f"{form} without '?' or '#'", warehouse)
+    return _s3(r.section("s3"))
+
+
+def _s3(r: _Reader) -> S3Config:
+    d = S3Config()
+    r.unknown(set(d.__slots__))
+    endpoint = r.get("endpoint", str, d.endpoint).rstrip("/")
+    if endpoint:
+        form = "an http:// or https:// URL such as http://minio:9000 (empty: AWS S3)"
+        parts = urlsplit(endpoint)
+        if parts.username is not None or parts.password is not None:
+            raise r.fail("endpoint", f"{form}, without credentials: they go in "
+                         "iceberg.s3.access_key_id and secret_access_key")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise r.fail("endpoint", f"{form} with a port number", endpoint) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path \
+                or parts.query or parts.fragment:
+            raise r.fail("endpoint", form, endpoint)
+    region = r.get("region", str, d.region)
+    if not re.fullmatch(r"[a-z0-9-]+", region):
+        raise r.fail("region", "a region name such as us-east-1 (any name for MinIO or Ceph)",
+                     region)
+    key_id = r.get("access_key_id", str, d.access_key_id)
+    from_env = os.environ.get(S3_SECRET_ENV)
+    secret = from_env if from_env is not None else r.secret("secret_access_key")
+    if bool(key_id) != bool(secret):
+        if key_id:
+            raise r.fail("secret_access_key", f"the secret key of access_key_id {key_id!r}, in "
+                         f"the file or in ${S3_SECRET_ENV}")
+        raise r.fail("access_key_id", "the key id the secret key belongs to "
+                     f"(iceberg.s3.secret_access_key or ${S3_SECRET_ENV} is set)")
+    return S3Config(
+        endpoint=endpoint,
+        region=region,
+        path_style_access=r.get("path_style_access", bool, d.path_style_access),
+        access_key_id=key_id,
+        secret_access_key=secret,
     )
 
 

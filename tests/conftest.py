@@ -12,10 +12,14 @@ import fcntl
 import os
 import secrets
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ TEST_PORTS = {"rabbitmq_port": 5682 + 1000 * SLOT, "kafka_port": 9192 + 1000 * S
               "kafka_controller_port": 9193 + 1000 * SLOT}
 STACK_DIR = "stacktide-test-stack" + (f"-slot{SLOT}" if SLOT else "")
 POSTGRES_PORT = 5442 + 1000 * SLOT
+S3_PORT = 9290 + 1000 * SLOT
 
 
 def make_config(state_dir: Path, rabbitmq_port: int, kafka_port: int,
@@ -118,3 +123,56 @@ def postgres() -> Iterator[pg.Cluster]:
             yield cluster
         finally:
             pg.stop(cluster)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3-compatible server on loopback and the keys the tests sign their requests with."""
+
+    endpoint: str
+    access_key_id: str
+    secret_access_key: str
+    region: str = "us-east-1"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id=self.access_key_id,
+                            aws_secret_access_key=self.secret_access_key)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's S3 server (``python -m moto.server``) as a process of its own, on port
+    9290 + 1000 * slot, with keys made for the session. It keeps objects in its memory: a
+    fresh process is a fresh store. moto accepts any signature; what the keys are checked for
+    is that they never show up in output or logs."""
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    lock = Path(tempfile.gettempdir()) / ("stacktide-test-s3" + (f"-slot{SLOT}" if SLOT else "") + ".lock")
+    with _exclusive(lock), log.open("wb") as out:
+        if _answers(S3_PORT):
+            raise RuntimeError(f"port {S3_PORT} is taken: the S3 server of this slot cannot start")
+        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                    "-p", str(S3_PORT)], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not _answers(S3_PORT):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield S3Server(f"http://127.0.0.1:{S3_PORT}", "stacktide-test",
+                           secrets.token_urlsafe(24))
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

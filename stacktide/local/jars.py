@@ -24,7 +24,7 @@ from stacktide.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-GROUPS = ("kafka-broker", "flink", "hadoop")
+GROUPS = ("kafka-broker", "flink", "hadoop", "iceberg-aws")
 CHECKSUMS = REPO_ROOT / "jvm" / "checksums.sha256"
 # The JDBC drivers of the Iceberg catalog, among the jars of the flink group, and their
 # packages, which every Flink JVM loads parent-first (the jobs' settings; for the Flink cluster
@@ -74,6 +74,15 @@ def system_classpath(jars: dict[str, list[Path]]) -> list[Path]:
     "No suitable driver"; they load parent-first (:data:`JDBC_DRIVER_PACKAGES`)."""
     drivers = [j for j in jars.get("flink", []) if j.name.startswith(JDBC_DRIVER_JARS)]
     return [*jars.get("hadoop", []), *drivers]
+
+
+def pipeline_jars(config: Config, jars: dict[str, list[Path]]) -> tuple[Path, ...]:
+    """The jars a Flink job of *config* ships (``pipeline.jars``), of the groups
+    :func:`ensure_jars` returns: the flink group, and with an ``s3://`` warehouse the
+    iceberg-aws group (Iceberg's ``S3FileIO``, which the catalog loads by class name from the
+    job's class loader). A file-system warehouse leaves its 60 MB out of every job."""
+    extra = jars["iceberg-aws"] if config.iceberg.object_store else []
+    return (*jars["flink"], *extra)
 
 
 def verify_jars(

@@ -11,6 +11,11 @@ built for) and autoinstall is off, so a missing file is an error, never a downlo
 DuckDB has no client for a JDBC catalog: the current metadata file of a table is read from
 the catalog's ``iceberg_tables`` row (the same row Java's JdbcCatalog and pyiceberg's
 SqlCatalog read), and ``iceberg_scan`` reads the table from that file.
+
+An ``s3://`` warehouse is read through the ``httpfs`` extension (``duckdb-extension-httpfs``,
+pinned the same way) with a DuckDB secret made from ``iceberg.s3``. DuckDB's way to the AWS
+SDK's default credentials is yet another extension (``aws``) that stacktide does not install:
+DuckDB reads an object store with the keys of the configuration only.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from stacktide.config import IcebergConfig
 from stacktide.errors import StacktideError
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
 
 # Loaded in this order: iceberg's initialization looks for avro and would fetch it if absent.
 EXTENSIONS = ("avro", "iceberg")
+OBJECT_STORE_EXTENSION = "httpfs"
 
 
 def extension_file(name: str) -> Path:
@@ -51,15 +58,48 @@ def extension_file(name: str) -> Path:
     return path
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the avro and iceberg extensions loaded from their packages."""
+def connect(cfg: IcebergConfig | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the avro and iceberg extensions loaded from their packages;
+    with *cfg* naming an ``s3://`` warehouse, httpfs too, and a secret to reach it."""
     import duckdb
 
     con = duckdb.connect(config={"autoinstall_known_extensions": False,
                                  "autoload_known_extensions": False})
-    for name in EXTENSIONS:
+    names: tuple[str, ...] = EXTENSIONS
+    if cfg is not None and cfg.s3 is not None:
+        names = (OBJECT_STORE_EXTENSION, *EXTENSIONS)
+    for name in names:
         con.execute(f"LOAD '{extension_file(name)}'")
+    if cfg is not None and cfg.s3 is not None:
+        con.execute(s3_secret_statement(cfg))
     return con
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def s3_secret_statement(cfg: IcebergConfig) -> str:
+    """``CREATE SECRET`` for the warehouse's bucket, from ``iceberg.s3``; DuckDB names the
+    endpoint without its scheme, which says whether to use TLS. The statement holds the
+    secret key: never log it."""
+    s3 = cfg.s3
+    if s3 is None:
+        raise StacktideError(f"iceberg.warehouse={cfg.warehouse} is not an s3:// warehouse")
+    if not s3.access_key_id:
+        raise StacktideError("DuckDB reads an s3:// warehouse with iceberg.s3.access_key_id and "
+                             "secret_access_key only (the AWS SDK's default credentials need "
+                             "DuckDB's aws extension, which stacktide does not install)")
+    options = {"TYPE": "s3", "KEY_ID": _quoted(s3.access_key_id),
+               "SECRET": _quoted(s3.secret_access_key), "REGION": _quoted(s3.region),
+               "URL_STYLE": _quoted("path" if s3.path_style_access else "vhost"),
+               "SCOPE": _quoted(cfg.warehouse)}
+    if s3.endpoint:
+        endpoint = urlsplit(s3.endpoint)
+        options["ENDPOINT"] = _quoted(endpoint.netloc)
+        options["USE_SSL"] = "true" if endpoint.scheme == "https" else "false"
+    listed = ", ".join(f"{key} {value}" for key, value in options.items())
+    return f"CREATE OR REPLACE SECRET stacktide_warehouse ({listed})"
 
 
 def metadata_location(cfg: IcebergConfig, table: str) -> str:

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from stacktide.config import REPO_ROOT, load_config
+from stacktide.config import REPO_ROOT, S3_SECRET_ENV, Config, load_config
 from stacktide.local.jars import JDBC_DRIVER_PACKAGES
 
 DOCKER = REPO_ROOT / "docker"
@@ -46,6 +46,15 @@ def compose() -> dict[str, Any]:
     doc = load(COMPOSE)
     assert isinstance(doc, dict)
     return doc
+
+
+@pytest.fixture
+def stack_config(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Config:
+    """docker/stacktide.yaml as the stacktide services load it: with the environment the file
+    gives them (the warehouse's secret key comes from there)."""
+    environment = compose["services"]["bridge"]["environment"]
+    monkeypatch.setenv(S3_SECRET_ENV, environment[S3_SECRET_ENV])
+    return load_config(STACKTIDE_YAML)
 
 
 @pytest.fixture(scope="module")
@@ -165,14 +174,15 @@ def test_the_schema_rejects_what_compose_would(
 
 
 def test_services_the_stack_needs_are_all_there(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"rabbitmq", "kafka", "postgres", "setup", "flink-jobmanager",
-                                        "flink-taskmanager", "bridge", "jobs"}
+    assert set(compose["services"]) == {"rabbitmq", "kafka", "postgres", "minio", "minio-bucket",
+                                        "setup", "flink-jobmanager", "flink-taskmanager", "bridge",
+                                        "jobs"}
 
 
 def test_every_long_running_service_has_a_health_check_and_every_one_shot_is_awaited(
         compose: dict[str, Any]) -> None:
     assert health_problems(compose) == []
-    assert [n for n, s in compose["services"].items() if one_shot(s)] == ["setup"]
+    assert [n for n, s in compose["services"].items() if one_shot(s)] == ["minio-bucket", "setup"]
 
 
 def test_the_health_rule_catches_a_missing_check_and_an_orphan_one_shot(compose: dict[str, Any]) -> None:
@@ -195,7 +205,7 @@ def test_the_dependency_rule_catches_unknown_unhealthy_and_unfinished_targets(
         compose: dict[str, Any]) -> None:
     broken = copy.deepcopy(compose)
     deps = broken["services"]["jobs"]["depends_on"]
-    deps["minio"] = {"condition": "service_healthy"}
+    deps["trino"] = {"condition": "service_healthy"}
     deps["bridge"] = {"condition": "service_completed_successfully"}
     deps["rabbitmq"] = {"condition": "service_started"}
     broken["services"]["setup"]["healthcheck"] = None
@@ -203,7 +213,7 @@ def test_the_dependency_rule_catches_unknown_unhealthy_and_unfinished_targets(
     assert sorted(dependency_problems(broken)) == [
         "flink-taskmanager: depends_on without conditions orders the start only",
         "flink-taskmanager: waits for flink-jobmanager to start only, not to be ready",
-        "jobs: depends on minio, which is no service of the file",
+        "jobs: depends on trino, which is no service of the file",
         "jobs: waits for bridge to complete, which is long-running",
         "jobs: waits for rabbitmq to start only, not to be ready",
     ]
@@ -211,7 +221,7 @@ def test_the_dependency_rule_catches_unknown_unhealthy_and_unfinished_targets(
 
 def test_every_named_volume_is_declared_and_used(compose: dict[str, Any]) -> None:
     assert volume_problems(compose) == []
-    assert set(compose["volumes"]) == {"rabbitmq", "kafka", "postgres", "state"}
+    assert set(compose["volumes"]) == {"rabbitmq", "kafka", "postgres", "minio", "state"}
 
 
 def test_the_volume_rule_catches_an_undeclared_and_an_unused_volume(compose: dict[str, Any]) -> None:
@@ -315,14 +325,15 @@ def test_the_flink_cluster_loads_the_jdbc_drivers_parent_first_as_the_jobs_do() 
 
 # --- the configuration of the stack ------------------------------------------------------------
 
-def test_the_stack_config_loads_with_the_project_loader() -> None:
-    config = load_config(STACKTIDE_YAML)
+def test_the_stack_config_loads_with_the_project_loader(stack_config: Config) -> None:
+    config = stack_config
     assert config.iceberg.uri.startswith("jdbc:postgresql://")
-    assert config.iceberg.warehouse.startswith("file:///")
+    assert config.iceberg.warehouse.startswith("s3://") and config.iceberg.object_store
 
 
-def test_the_stack_config_names_the_services_and_credentials_of_the_file(compose: dict[str, Any]) -> None:
-    config = load_config(STACKTIDE_YAML)
+def test_the_stack_config_names_the_services_and_credentials_of_the_file(
+        compose: dict[str, Any], stack_config: Config) -> None:
+    config = stack_config
     services = compose["services"]
     rabbit = services["rabbitmq"]["environment"]
     for c in config.cells:
@@ -342,9 +353,36 @@ def test_the_stack_config_names_the_services_and_credentials_of_the_file(compose
                                                               postgres["POSTGRES_PASSWORD"])
 
 
+def test_the_warehouse_is_the_bucket_the_one_shot_makes_in_minio(
+        compose: dict[str, Any], stack_config: Config) -> None:
+    services = compose["services"]
+    s3, minio = stack_config.iceberg.s3, services["minio"]
+    assert s3 is not None and s3.path_style_access  # MinIO serves buckets by path
+    endpoint = urlparse(s3.endpoint)
+    assert endpoint.hostname == "minio"
+    assert endpoint.port == 9000 and "9000:9000" in minio["ports"]
+    root = minio["environment"]
+    assert (s3.access_key_id, s3.secret_access_key) == (root["MINIO_ROOT_USER"],
+                                                        root["MINIO_ROOT_PASSWORD"])
+    # The secret key is in no file stacktide reads, only in every stacktide service's environment.
+    assert "secret_access_key:" not in [line.strip().split(" ")[0] for line in
+                                        STACKTIDE_YAML.read_text(encoding="utf-8").splitlines()]
+    for name, svc in services.items():
+        if "build" in svc:
+            assert svc["environment"][S3_SECRET_ENV] == root["MINIO_ROOT_PASSWORD"], name
+    bucket = urlparse(stack_config.iceberg.warehouse).netloc
+    maker = services["minio-bucket"]
+    assert maker["image"] == minio["image"] and maker["environment"] == root
+    assert f"mc alias set stack {s3.endpoint} " in maker["command"][0]
+    assert f"mc mb --ignore-existing stack/{bucket}" in maker["command"][0]
+    # The jobs create the tables: they wait for the bucket.
+    assert conditions(services["jobs"])["minio-bucket"] == "service_completed_successfully"
+    assert conditions(maker)["minio"] == "service_healthy"
+
+
 def test_the_stack_config_is_where_the_services_read_it_and_keeps_state_on_the_volume(
-        compose: dict[str, Any]) -> None:
-    config = load_config(STACKTIDE_YAML)
+        compose: dict[str, Any], stack_config: Config) -> None:
+    config = stack_config
     for name, svc in compose["services"].items():
         if "build" not in svc:
             continue
@@ -352,11 +390,11 @@ def test_the_stack_config_is_where_the_services_read_it_and_keeps_state_on_the_v
         assert f"./{STACKTIDE_YAML.name}:{target}:ro" in svc["volumes"], name
         state = named_volumes(svc)["state"]
         assert config.local.state_dir == Path(state), name
-        assert config.iceberg.warehouse.startswith(Path(state).as_uri() + "/"), name
 
 
-def test_the_bridge_serves_its_health_where_its_check_asks(compose: dict[str, Any]) -> None:
-    config = load_config(STACKTIDE_YAML)
+def test_the_bridge_serves_its_health_where_its_check_asks(
+        compose: dict[str, Any], stack_config: Config) -> None:
+    config = stack_config
     bridge = compose["services"]["bridge"]
     assert config.bridge.metrics_host == "0.0.0.0"  # reached by the health probe
     assert f"http://localhost:{config.bridge.metrics_port}/healthz" in bridge["healthcheck"]["test"]

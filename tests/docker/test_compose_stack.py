@@ -51,6 +51,11 @@ def host_config() -> Config:
     for cell in data["cells"]:
         cell["transport_url"] = cell["transport_url"].replace("@rabbitmq:", "@127.0.0.1:")
     data["kafka"]["bootstrap_servers"] = "127.0.0.1:9094"
+    # The warehouse through MinIO's published port, with the secret key the services get from
+    # their environment.
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))["services"]
+    data["iceberg"]["s3"]["endpoint"] = "http://127.0.0.1:9000"
+    data["iceberg"]["s3"]["secret_access_key"] = services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
     return config_from_mapping(data, "docker/stacktide.yaml (from the host)", base=DOCKER)
 
 

@@ -197,10 +197,10 @@ def flink_query(config: Config, sql: str, columns: tuple[str, ...]) -> list[dict
     from pyflink.table.expressions import col
 
     from jobs.environment import JobJars, create_table_env
-    from stacktide.local.jars import ensure_jars
+    from stacktide.local.jars import ensure_jars, pipeline_jars
 
     jars = ensure_jars(config)
-    env = create_table_env(config, JobJars(tuple(jars["flink"]), tuple(jars["hadoop"])),
+    env = create_table_env(config, JobJars(pipeline_jars(config, jars), tuple(jars["hadoop"])),
                            job_name="stacktide-query", batch=True)
     result = env.sql_query(sql).select(*(col(c) for c in columns)).execute()
     with result.collect() as rows:
@@ -261,7 +261,8 @@ def write_config(config: Config, path: Path) -> Path:
         "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,
                     "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace,
                     **({"user": c.iceberg.user, "password": c.iceberg.password}
-                       if c.iceberg.user else {})},
+                       if c.iceberg.user else {}),
+                    **({"s3": dataclasses.asdict(c.iceberg.s3)} if c.iceberg.s3 else {})},
         "jobs": {"checkpoint_interval_s": c.jobs.checkpoint_interval_s},
         "local": {"state_dir": str(c.local.state_dir), "rabbitmq_port": c.local.rabbitmq_port,
                   "kafka_port": c.local.kafka_port,

@@ -10,6 +10,8 @@ import pytest
 from stacktide.config import (
     DEFAULT_CONFIG,
     PRIORITIES,
+    S3_SECRET_ENV,
+    S3Config,
     UpkeepConfig,
     format_duration,
     load_config,
@@ -145,3 +147,128 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations_say_what_was_expected(text: str) -> None:
     with pytest.raises(ValueError, match="a duration such as 7d"):
         parse_duration(text)
+
+
+# --- an object-store warehouse (iceberg.warehouse: s3://…, iceberg.s3) ----------------------------
+
+S3_OK = "iceberg:\n  warehouse: s3://meter-data/stacktide\n  s3:\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("iceberg: {warehouse: '/var/lib/wh'}", "iceberg.warehouse", "file:///path/to/warehouse or s3://"),
+        ("iceberg: {warehouse: 'gs://b/p'}", "iceberg.warehouse", "s3://bucket/prefix"),
+        ("iceberg: {warehouse: 'file://relative/wh'}", "iceberg.warehouse", "an absolute path"),
+        ("iceberg: {warehouse: 's3://B_ad/p'}", "iceberg.warehouse", "3-63 lower-case letters"),
+        ("iceberg: {warehouse: 's3://ab/p'}", "iceberg.warehouse", "3-63 lower-case letters"),
+        ("iceberg: {warehouse: 's3:///p'}", "iceberg.warehouse", "3-63 lower-case letters"),
+        ("iceberg: {warehouse: 's3://bkt/p?x=1'}", "iceberg.warehouse", "without '?' or '#'"),
+        ("iceberg: {warehouse: 'file:///wh', s3: {region: eu-west-1}}", "iceberg.s3",
+         "no s3 section with a file:// warehouse"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: [1]}", "iceberg.s3", "a mapping"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {bucket: x}}", "iceberg.s3.bucket",
+         "one of the known keys"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {endpoint: 'minio:9000'}}", "iceberg.s3.endpoint",
+         "an http:// or https:// URL"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {endpoint: 'http://minio:9000/bkt'}}",
+         "iceberg.s3.endpoint", "an http:// or https:// URL"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {endpoint: 'http://minio:port'}}",
+         "iceberg.s3.endpoint", "with a port number"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {region: 'EU West'}}", "iceberg.s3.region",
+         "a region name"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {path_style_access: yes please}}",
+         "iceberg.s3.path_style_access", "true or false"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {access_key_id: AKIA1}}",
+         "iceberg.s3.secret_access_key", "the secret key of access_key_id 'AKIA1'"),
+        ("iceberg: {warehouse: 's3://bkt/p', s3: {secret_access_key: hunter2}}",
+         "iceberg.s3.access_key_id", "the key id the secret key belongs to"),
+    ],
+)
+def test_bad_object_store_line_names_file_key_and_expectation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, key: str, expected: str) -> None:
+    monkeypatch.delenv(S3_SECRET_ENV, raising=False)
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.file, info.value.key) == (str(path), key)
+    assert expected in info.value.expected
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", [
+    "iceberg: {warehouse: 's3://bkt/p', s3: {endpoint: 'http://ak:hunter2@minio:9000'}}",
+    "iceberg: {warehouse: 's3://ak:hunter2@bkt/p'}",
+    "iceberg: {warehouse: 's3://bkt/p', s3: {access_key_id: ak, secret_access_key: 12345}}",
+    "iceberg: {uri: 'jdbc:postgresql://h/db', user: u, password: 12345}",
+])
+def test_a_secret_of_a_bad_line_is_not_in_the_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "hunter2" not in str(info.value) and "12345" not in str(info.value)
+
+
+def test_object_store_settings_reach_both_clients_and_no_repr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stacktide.catalog import flink_catalog_options, object_store_properties
+    from stacktide.readers.iceberg_duckdb import s3_secret_statement
+
+    monkeypatch.delenv(S3_SECRET_ENV, raising=False)
+    config = load_config(write(tmp_path, S3_OK + "    endpoint: http://minio:9000/\n"
+                               "    region: local\n    path_style_access: true\n"
+                               "    access_key_id: stacktide\n    secret_access_key: \"s3cr'et\"\n"))
+    assert config.iceberg.s3 == S3Config(endpoint="http://minio:9000", region="local",
+                                         path_style_access=True, access_key_id="stacktide",
+                                         secret_access_key="s3cr'et")
+    assert config.iceberg.object_store and "s3cr'et" not in repr(config)
+    shared = {"s3.endpoint": "http://minio:9000", "client.region": "local",
+              "s3.path-style-access": "true", "s3.access-key-id": "stacktide",
+              "s3.secret-access-key": "s3cr'et"}
+    assert object_store_properties(config.iceberg) == shared  # pyiceberg's SqlCatalog
+    options = flink_catalog_options(config.iceberg)  # Flink's CREATE CATALOG
+    assert options == {"type": "iceberg", "catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+                       "uri": config.iceberg.uri, "warehouse": "s3://meter-data/stacktide",
+                       "io-impl": "org.apache.iceberg.aws.s3.S3FileIO", **shared}
+    statement = s3_secret_statement(config.iceberg)  # DuckDB's httpfs
+    for part in ("KEY_ID 'stacktide'", "SECRET 's3cr''et'", "REGION 'local'", "URL_STYLE 'path'",
+                 "ENDPOINT 'minio:9000'", "USE_SSL false", "SCOPE 's3://meter-data/stacktide'"):
+        assert part in statement, statement
+
+
+def test_object_store_defaults_and_the_secret_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stacktide.catalog import flink_catalog_options, object_store_properties
+
+    monkeypatch.delenv(S3_SECRET_ENV, raising=False)
+    aws = load_config(write(tmp_path, "iceberg: {warehouse: 's3://meter-data/st'}"))
+    assert aws.iceberg.s3 == S3Config()  # AWS S3, us-east-1, the SDKs' default credentials
+    assert object_store_properties(aws.iceberg) == {"client.region": "us-east-1",
+                                                    "s3.path-style-access": "false"}
+    local = load_config(write(tmp_path, "local: {state_dir: st}"))
+    assert local.iceberg.s3 is None and not local.iceberg.object_store
+    assert object_store_properties(local.iceberg) == {}
+    assert "io-impl" not in flink_catalog_options(local.iceberg)
+
+    monkeypatch.setenv(S3_SECRET_ENV, "from-env")
+    text = S3_OK + "    access_key_id: stacktide\n"
+    assert load_config(write(tmp_path, text)).iceberg.s3.secret_access_key == "from-env"  # type: ignore[union-attr]
+    both = text + "    secret_access_key: from-file\n"
+    assert load_config(write(tmp_path, both)).iceberg.s3.secret_access_key == "from-env"  # type: ignore[union-attr]
+    monkeypatch.delenv(S3_SECRET_ENV)
+    assert load_config(write(tmp_path, both)).iceberg.s3.secret_access_key == "from-file"  # type: ignore[union-attr]
+
+
+def test_pipeline_jars_add_the_aws_bundle_for_an_object_store_only(tmp_path: Path) -> None:
+    from stacktide.local.jars import GROUPS, pipeline_jars, read_checksums
+
+    listed = read_checksums(Path(__file__).parents[2] / "jvm" / "checksums.sha256")
+    assert "iceberg-aws" in GROUPS
+    assert [n for n in listed if n.startswith("iceberg-aws/")] == [
+        "iceberg-aws/iceberg-aws-bundle-1.11.0.jar"]
+    # The bundle's Iceberg release is the Flink runtime's.
+    assert "flink/iceberg-flink-runtime-2.1-1.11.0.jar" in listed
+    jars = {"flink": [Path("f.jar")], "iceberg-aws": [Path("aws.jar")]}
+    local = load_config(write(tmp_path, "local: {state_dir: st}"))
+    s3 = load_config(write(tmp_path, "iceberg: {warehouse: 's3://meter-data/st'}"))
+    assert pipeline_jars(local, jars) == (Path("f.jar"),)
+    assert pipeline_jars(s3, jars) == (Path("f.jar"), Path("aws.jar"))
