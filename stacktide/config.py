@@ -121,6 +121,8 @@ class LocalConfig:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     cache_dir: Path = Path("~/.cache/stacktide")
+    flink_rest_port: int = 8081  # the standalone Flink cluster of stacktide.local.flink_cluster
+    flink_rpc_port: int = 6123
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,7 +496,8 @@ def _bridge(r: _Reader) -> BridgeConfig:
 
 
 def _local(r: _Reader, base: Path) -> LocalConfig:
-    r.unknown({"state_dir", "cache_dir", "rabbitmq_port", "kafka_port", "kafka_controller_port"})
+    r.unknown({"state_dir", "cache_dir", "rabbitmq_port", "kafka_port", "kafka_controller_port",
+               "flink_rest_port", "flink_rpc_port"})
     cache = os.environ.get("STACKTIDE_CACHE") or r.get("cache_dir", str, "~/.cache/stacktide")
     return LocalConfig(
         state_dir=(base / os.path.expanduser(r.get("state_dir", str, "../.stacktide"))).resolve(),
@@ -502,6 +505,8 @@ def _local(r: _Reader, base: Path) -> LocalConfig:
         rabbitmq_port=r.positive("rabbitmq_port", int, 5672),
         kafka_port=r.positive("kafka_port", int, 9092),
         kafka_controller_port=r.positive("kafka_controller_port", int, 9093),
+        flink_rest_port=_port(r, "flink_rest_port", r.positive("flink_rest_port", int, 8081)),
+        flink_rpc_port=_port(r, "flink_rpc_port", r.positive("flink_rpc_port", int, 6123)),
     )
 
 
