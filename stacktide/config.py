@@ -110,6 +110,7 @@ class JobsConfig:
     dedup_ttl_hours: float = 24.0
     out_of_order_s: float = 60.0
     idle_timeout_s: float = 0.0
+    jobmanager: str = ""  # host:port of a Flink cluster's REST API, for jobs submit|stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,13 +345,26 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
         kafka=_kafka(top.section("kafka")),
         iceberg=_iceberg(top.section("iceberg"), local),
         bridge=_bridge(top.section("bridge")),
-        jobs=_section(top.section("jobs"), JobsConfig),
+        jobs=_jobs(top.section("jobs")),
         local=local,
         usage=_usage(top.section("usage")),
         udp=_udp(top.section("udp")),
         host_agent=_host_agent(top.section("host_agent"), base),
         upkeep=_upkeep(top.section("upkeep")),
     )
+
+
+def _jobs(r: _Reader) -> JobsConfig:
+    c = _section(r, JobsConfig)
+    if c.jobmanager:
+        from stacktide.flink_rest import parse_address
+
+        try:
+            parse_address(c.jobmanager)
+        except ValueError:
+            raise r.fail("jobmanager", "host:port of a JobManager's REST API (empty: none)",
+                         c.jobmanager) from None
+    return c
 
 
 def _port(r: _Reader, name: str, value: int) -> int:

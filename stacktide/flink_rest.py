@@ -100,9 +100,10 @@ class FlinkRest:
         """The ids of the TaskManagers registered with the JobManager."""
         return [t["id"] for t in self.call("GET", "/taskmanagers")["taskmanagers"]]
 
-    def trigger_stop(self, job_id: str, directory: str, *, drain: bool = False) -> str:
+    def trigger_stop(self, job_id: str, directory: str | None, *, drain: bool = False) -> str:
         """Ask for stop-with-savepoint into *directory* (a URI or path the JobManager and
-        TaskManagers all reach); returns the trigger id to poll. *drain*: end event time
+        TaskManagers all reach; None: the cluster's default savepoint folder); returns the
+        trigger id to poll. *drain*: end event time
         first, which fires every timer (a final stop, not one to upgrade from)."""
         body = {"targetDirectory": directory, "drain": drain, "formatType": "CANONICAL"}
         return str(self.call("POST", f"/jobs/{job_id}/stop", body)["request-id"])
@@ -124,7 +125,7 @@ class FlinkRest:
                 raise FlinkRestError(f"savepoint of job {job_id} not done after {timeout_s:.0f} s")
             time.sleep(0.5)
 
-    def stop_with_savepoint(self, job_id: str, directory: str, *, drain: bool = False,
+    def stop_with_savepoint(self, job_id: str, directory: str | None, *, drain: bool = False,
                             timeout_s: float = 600.0) -> str:
         """Stop *job_id* with a savepoint in *directory* and wait for it; the savepoint path."""
         return self.savepoint_path(job_id, self.trigger_stop(job_id, directory, drain=drain),
