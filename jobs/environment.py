@@ -84,6 +84,11 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
         "execution.checkpointing.dir": checkpoints.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "table.exec.state.ttl": f"{int(config.jobs.dedup_ttl_hours * 3600 * 1000)} ms",
+        # Every SQL operator gets a uid from its node in the plan (`<node id>_<kind>`), not the
+        # hash Flink derives from the job graph's shape: that hash changes with chaining, hence
+        # with the parallelism, and a savepoint could not be restored at another one. The
+        # Iceberg sinks' own operators get theirs in stream_graph().
+        "table.exec.uid.generation": "ALWAYS",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
     }
@@ -171,13 +176,13 @@ def register_catalog(env: TableEnvironment, config: Config) -> None:
     env.execute_sql(f"CREATE CATALOG IF NOT EXISTS {name} WITH (\n  {options}\n)")
 
 
-def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
-    """``env.execute_async(job_name)``, with the keyed broadcast operators of the Python jobs
-    translated by ``stacktide.flink.CheckpointedTimersTranslator`` (jvm/operators): PyFlink's
-    own operator leaves the timers registered by the last bundle before a checkpoint out of
-    that checkpoint, and a job restored from it loses them. PyFlink puts its translator back
-    each time it configures its operators, so this does its steps and then puts ours."""
-    from pyflink.common.job_client import JobClient
+def stream_graph(env: StreamExecutionEnvironment, job_name: str) -> Any:
+    """The Java ``StreamGraph`` of *env* as :func:`submit` executes it, with the keyed broadcast
+    operators of the Python jobs translated by ``stacktide.flink.CheckpointedTimersTranslator``
+    (jvm/operators): PyFlink's own operator leaves the timers registered by the last bundle
+    before a checkpoint out of that checkpoint, and a job restored from it loses them. PyFlink
+    puts its translator back each time it configures its operators, so this does its steps and
+    then puts ours. Also what the tests read the operator ids of a version of the job from."""
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import get_field_value
 
@@ -190,4 +195,59 @@ def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
     jvm.stacktide.flink.CheckpointedTimersTranslator.register()
     graph = j_env.getStreamGraph(True)
     graph.setJobName(job_name)
-    return JobClient(j_job_client=j_env.executeAsync(graph))
+    name_iceberg_sinks(graph)
+    return graph
+
+
+# The operators Iceberg's FlinkSink appends after a table's rows, in order: the writer (data
+# files), the committer (its state: the files of checkpoints not committed yet, the last
+# committed checkpoint) and a sink that discards what the committer emits, named after the table.
+ICEBERG_SINK = ("IcebergStreamWriter", "IcebergFilesCommitter", "IcebergSink ")
+
+
+def name_iceberg_sinks(graph: Any) -> dict[int, str]:
+    """Give the operators of each Iceberg table sink a uid named after the table
+    (``iceberg-<table>-writer``, ``-committer``, ``-sink``); the uids given, by stream node id.
+
+    The Iceberg connector builds its sink from the stream the planner hands it and sets no uid
+    (SQL has no way to pass one), so the planner's ``table.exec.uid.generation`` does not reach
+    these operators: Flink derives their ids from the graph's shape. The writer chains to the
+    committer (parallelism 1) only while the job runs at parallelism 1, so at any other the
+    committer's id changed and a savepoint holding its state could not be restored."""
+    nodes = {int(n.getId()): n for n in _iterate(graph.getStreamNodes())}
+    named: dict[int, str] = {}
+    for node in nodes.values():
+        if str(node.getOperatorName()) != ICEBERG_SINK[0] or node.getTransformationUID():
+            continue
+        chain = [node]
+        for expected in ICEBERG_SINK[1:]:
+            after = [nodes[int(e.getTargetId())] for e in _iterate(chain[-1].getOutEdges())]
+            if len(after) != 1 or not str(after[0].getOperatorName()).startswith(expected):
+                raise RuntimeError(f"Iceberg sink after node {node.getId()}: expected "
+                                   f"{' -> '.join(ICEBERG_SINK)}, found "
+                                   f"{[str(a.getOperatorName()) for a in after]}")
+            chain.append(after[0])
+        # "IcebergSink catalog.namespace.table", with ": Writer" when Flink expanded the sink
+        table = str(chain[-1].getOperatorName()).removeprefix(ICEBERG_SINK[2]).split(":")[0]
+        for part, op in zip(("writer", "committer", "sink"), chain, strict=True):
+            uid = f"iceberg-{table.rsplit('.', 1)[-1]}-{part}"
+            if uid in named.values():
+                raise RuntimeError(f"two Iceberg sinks write table {table}: uid {uid} twice")
+            op.setTransformationUID(uid)
+            named[int(op.getId())] = uid
+    return named
+
+
+def _iterate(collection: Any) -> Any:
+    """The elements of a Java collection."""
+    it = collection.iterator()
+    while it.hasNext():
+        yield it.next()
+
+
+def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
+    """``env.execute_async(job_name)`` of the graph :func:`stream_graph` builds."""
+    from pyflink.common.job_client import JobClient
+
+    graph = stream_graph(env, job_name)
+    return JobClient(j_job_client=env._j_stream_execution_environment.executeAsync(graph))
