@@ -214,14 +214,14 @@ def name_iceberg_sinks(graph: Any) -> dict[int, str]:
     these operators: Flink derives their ids from the graph's shape. The writer chains to the
     committer (parallelism 1) only while the job runs at parallelism 1, so at any other the
     committer's id changed and a savepoint holding its state could not be restored."""
-    nodes = {int(n.getId()): n for n in _iterate(graph.getStreamNodes())}
+    nodes = {int(n.getId()): n for n in iterate(graph.getStreamNodes())}
     named: dict[int, str] = {}
     for node in nodes.values():
         if str(node.getOperatorName()) != ICEBERG_SINK[0] or node.getTransformationUID():
             continue
         chain = [node]
         for expected in ICEBERG_SINK[1:]:
-            after = [nodes[int(e.getTargetId())] for e in _iterate(chain[-1].getOutEdges())]
+            after = [nodes[int(e.getTargetId())] for e in iterate(chain[-1].getOutEdges())]
             if len(after) != 1 or not str(after[0].getOperatorName()).startswith(expected):
                 raise RuntimeError(f"Iceberg sink after node {node.getId()}: expected "
                                    f"{' -> '.join(ICEBERG_SINK)}, found "
@@ -238,7 +238,7 @@ def name_iceberg_sinks(graph: Any) -> dict[int, str]:
     return named
 
 
-def _iterate(collection: Any) -> Any:
+def iterate(collection: Any) -> Any:
     """The elements of a Java collection."""
     it = collection.iterator()
     while it.hasNext():
