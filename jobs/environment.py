@@ -207,13 +207,22 @@ ICEBERG_SINK = ("IcebergStreamWriter", "IcebergFilesCommitter", "IcebergSink ")
 
 def name_iceberg_sinks(graph: Any) -> dict[int, str]:
     """Give the operators of each Iceberg table sink a uid named after the table
-    (``iceberg-<table>-writer``, ``-committer``, ``-sink``); the uids given, by stream node id.
+    (``iceberg-<table>-writer``, ``-committer``, ``-sink``), each committer at the head of a chain;
+    the uids given, by stream node id.
 
     The Iceberg connector builds its sink from the stream the planner hands it and sets no uid
     (SQL has no way to pass one), so the planner's ``table.exec.uid.generation`` does not reach
-    these operators: Flink derives their ids from the graph's shape. The writer chains to the
-    committer (parallelism 1) only while the job runs at parallelism 1, so at any other the
-    committer's id changed and a savepoint holding its state could not be restored."""
+    these operators: Flink derives their ids from the graph's shape. The writer chained to the
+    committer (parallelism and maximum parallelism 1) only while the job ran at parallelism 1,
+    so at any other the committer's id changed. Chained, the committer's state was also saved
+    under the writer's maximum parallelism (128), which a restore at another parallelism, where
+    the committer runs alone at its own (1), refuses. So the writers always hand their files to
+    the committer over the network (round-robin, as Flink connects them at any other
+    parallelism): the connector's operator factory ignores a chaining strategy, and an edge
+    that does not forward is never chained."""
+    from pyflink.java_gateway import get_gateway
+
+    partitioners = get_gateway().jvm.org.apache.flink.streaming.runtime.partitioner
     nodes = {int(n.getId()): n for n in iterate(graph.getStreamNodes())}
     named: dict[int, str] = {}
     for node in nodes.values():
@@ -235,6 +244,9 @@ def name_iceberg_sinks(graph: Any) -> dict[int, str]:
                 raise RuntimeError(f"two Iceberg sinks write table {table}: uid {uid} twice")
             op.setTransformationUID(uid)
             named[int(op.getId())] = uid
+        for edge in iterate(chain[1].getInEdges()):
+            if edge.getPartitioner().getClass().getSimpleName() == "ForwardPartitioner":
+                edge.setPartitioner(partitioners.RebalancePartitioner())
     return named
 
 
