@@ -142,8 +142,25 @@ def create_stream_env(
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(
         env, EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
+    number_plan_nodes_from_one(t_env)
     register_catalog(t_env, config)
     return env, t_env
+
+
+def number_plan_nodes_from_one(t_env: StreamTableEnvironment) -> None:
+    """Restart the planner's node numbering, which the SQL operators' uids carry
+    (``table.exec.uid.generation``): the counter is the JVM's, not the environment's, so a
+    process that built a job before (``jobs run`` resuming in the tests' process, after other
+    runs) would number this one's nodes from there, and its uids would not be those of the
+    checkpoint it resumes from. The planner lives behind a class loader of its own
+    (flink-table-planner-loader), hence the reflection."""
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()
+    context = loader.loadClass("org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext")
+    reset = context.getMethod("resetIdCounter", gateway.new_array(gateway.jvm.Class, 0))
+    reset.invoke(None, gateway.new_array(gateway.jvm.Object, 0))
 
 
 def create_batch_env(config: Config, jars: JobJars, *, job_name: str) -> StreamExecutionEnvironment:
