@@ -84,6 +84,11 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
         "execution.checkpointing.dir": checkpoints.as_uri(),
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
         "table.exec.state.ttl": f"{int(config.jobs.dedup_ttl_hours * 3600 * 1000)} ms",
+        # Every SQL operator gets a uid from its node in the plan (`<node id>_<kind>`), not the
+        # hash Flink derives from the job graph's shape: that hash changes with chaining, hence
+        # with the parallelism, and a savepoint could not be restored at another one. The
+        # Iceberg sinks' own operators get theirs in stream_graph().
+        "table.exec.uid.generation": "ALWAYS",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
         # PyFlink's default (1,000 keys) is below the keys of a cloud's live instances and
@@ -120,13 +125,15 @@ def create_table_env(
 
 def create_stream_env(
     config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None,
-    overrides: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """A DataStream environment and its table environment, for SQL and Python jobs in one
     Flink job. *overrides* (Flink options) win over the defaults: the benchmark sets the
-    Python execution mode and bundle sizes there. Thread mode runs Python inside the JVM
-    (PemJa), which imports from ``PYTHONPATH``, not from the venv that started it."""
-    settings = {**_settings(config, jars, job_name, restore_from), **(overrides or {})}
+    Python execution mode and bundle sizes there, a submission the cluster's address; None
+    drops a default (``flink run`` sets the Python executables itself). Thread mode runs Python
+    inside the JVM (PemJa), which imports from ``PYTHONPATH``, not from the venv that started it."""
+    merged = {**_settings(config, jars, job_name, restore_from), **(overrides or {})}
+    settings = {k: v for k, v in merged.items() if v is not None}
     if settings.get("python.execution-mode") == "thread":
         site = next(p for p in sys.path if p.endswith("site-packages"))
         os.environ["PYTHONPATH"] = os.pathsep.join([site, str(REPO_ROOT)])
@@ -140,8 +147,25 @@ def create_stream_env(
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     t_env = StreamTableEnvironment.create(
         env, EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(conf).build())
+    number_plan_nodes_from_one(t_env)
     register_catalog(t_env, config)
     return env, t_env
+
+
+def number_plan_nodes_from_one(t_env: StreamTableEnvironment) -> None:
+    """Restart the planner's node numbering, which the SQL operators' uids carry
+    (``table.exec.uid.generation``): the counter is the JVM's, not the environment's, so a
+    process that built a job before (``jobs run`` resuming in the tests' process, after other
+    runs) would number this one's nodes from there, and its uids would not be those of the
+    checkpoint it resumes from. The planner lives behind a class loader of its own
+    (flink-table-planner-loader), hence the reflection."""
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    loader = t_env._j_tenv.getPlanner().getClass().getClassLoader()
+    context = loader.loadClass("org.apache.flink.table.planner.plan.nodes.exec.ExecNodeContext")
+    reset = context.getMethod("resetIdCounter", gateway.new_array(gateway.jvm.Class, 0))
+    reset.invoke(None, gateway.new_array(gateway.jvm.Object, 0))
 
 
 def create_batch_env(config: Config, jars: JobJars, *, job_name: str) -> StreamExecutionEnvironment:
@@ -174,13 +198,13 @@ def register_catalog(env: TableEnvironment, config: Config) -> None:
     env.execute_sql(f"CREATE CATALOG IF NOT EXISTS {name} WITH (\n  {options}\n)")
 
 
-def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
-    """``env.execute_async(job_name)``, with the keyed broadcast operators of the Python jobs
-    translated by ``stacktide.flink.CheckpointedTimersTranslator`` (jvm/operators): PyFlink's
-    own operator leaves the timers registered by the last bundle before a checkpoint out of
-    that checkpoint, and a job restored from it loses them. PyFlink puts its translator back
-    each time it configures its operators, so this does its steps and then puts ours."""
-    from pyflink.common.job_client import JobClient
+def stream_graph(env: StreamExecutionEnvironment, job_name: str) -> Any:
+    """The Java ``StreamGraph`` of *env* as :func:`submit` executes it, with the keyed broadcast
+    operators of the Python jobs translated by ``stacktide.flink.CheckpointedTimersTranslator``
+    (jvm/operators): PyFlink's own operator leaves the timers registered by the last bundle
+    before a checkpoint out of that checkpoint, and a job restored from it loses them. PyFlink
+    puts its translator back each time it configures its operators, so this does its steps and
+    then puts ours. Also what the tests read the operator ids of a version of the job from."""
     from pyflink.java_gateway import get_gateway
     from pyflink.util.java_utils import get_field_value
 
@@ -193,4 +217,71 @@ def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
     jvm.stacktide.flink.CheckpointedTimersTranslator.register()
     graph = j_env.getStreamGraph(True)
     graph.setJobName(job_name)
-    return JobClient(j_job_client=j_env.executeAsync(graph))
+    name_iceberg_sinks(graph)
+    return graph
+
+
+# The operators Iceberg's FlinkSink appends after a table's rows, in order: the writer (data
+# files), the committer (its state: the files of checkpoints not committed yet, the last
+# committed checkpoint) and a sink that discards what the committer emits, named after the table.
+ICEBERG_SINK = ("IcebergStreamWriter", "IcebergFilesCommitter", "IcebergSink ")
+
+
+def name_iceberg_sinks(graph: Any) -> dict[int, str]:
+    """Give the operators of each Iceberg table sink a uid named after the table
+    (``iceberg-<table>-writer``, ``-committer``, ``-sink``), each committer at the head of a chain;
+    the uids given, by stream node id.
+
+    The Iceberg connector builds its sink from the stream the planner hands it and sets no uid
+    (SQL has no way to pass one), so the planner's ``table.exec.uid.generation`` does not reach
+    these operators: Flink derives their ids from the graph's shape. The writer chained to the
+    committer (parallelism and maximum parallelism 1) only while the job ran at parallelism 1,
+    so at any other the committer's id changed. Chained, the committer's state was also saved
+    under the writer's maximum parallelism (128), which a restore at another parallelism, where
+    the committer runs alone at its own (1), refuses. So the writers always hand their files to
+    the committer over the network (round-robin, as Flink connects them at any other
+    parallelism): the connector's operator factory ignores a chaining strategy, and an edge
+    that does not forward is never chained."""
+    from pyflink.java_gateway import get_gateway
+
+    partitioners = get_gateway().jvm.org.apache.flink.streaming.runtime.partitioner
+    nodes = {int(n.getId()): n for n in iterate(graph.getStreamNodes())}
+    named: dict[int, str] = {}
+    for node in nodes.values():
+        if str(node.getOperatorName()) != ICEBERG_SINK[0] or node.getTransformationUID():
+            continue
+        chain = [node]
+        for expected in ICEBERG_SINK[1:]:
+            after = [nodes[int(e.getTargetId())] for e in iterate(chain[-1].getOutEdges())]
+            if len(after) != 1 or not str(after[0].getOperatorName()).startswith(expected):
+                raise RuntimeError(f"Iceberg sink after node {node.getId()}: expected "
+                                   f"{' -> '.join(ICEBERG_SINK)}, found "
+                                   f"{[str(a.getOperatorName()) for a in after]}")
+            chain.append(after[0])
+        # "IcebergSink catalog.namespace.table", with ": Writer" when Flink expanded the sink
+        table = str(chain[-1].getOperatorName()).removeprefix(ICEBERG_SINK[2]).split(":")[0]
+        for part, op in zip(("writer", "committer", "sink"), chain, strict=True):
+            uid = f"iceberg-{table.rsplit('.', 1)[-1]}-{part}"
+            if uid in named.values():
+                raise RuntimeError(f"two Iceberg sinks write table {table}: uid {uid} twice")
+            op.setTransformationUID(uid)
+            named[int(op.getId())] = uid
+        for edge in iterate(chain[1].getInEdges()):
+            if edge.getPartitioner().getClass().getSimpleName() == "ForwardPartitioner":
+                edge.setPartitioner(partitioners.RebalancePartitioner())
+    return named
+
+
+def iterate(collection: Any) -> Any:
+    """The elements of a Java collection."""
+    it = collection.iterator()
+    while it.hasNext():
+        yield it.next()
+
+
+def submit(env: StreamExecutionEnvironment, job_name: str) -> Any:
+    """``env.execute_async(job_name)`` of the graph :func:`stream_graph` builds."""
+    from pyflink.common.job_client import JobClient
+
+    graph = stream_graph(env, job_name)
+    return JobClient(j_job_client=env._j_stream_execution_environment.executeAsync(graph))
