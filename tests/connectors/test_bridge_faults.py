@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +37,13 @@ from connectors.kafka_producer import MAX_DEAD_LETTER_BYTES, REFUSED_BYTES
 from connectors.replay import publish
 from connectors.wire import scrub_body
 from stacktide.config import PRIORITIES, Config, config_from_mapping
-from stacktide.local import down, kafka, rabbitmq, up
+from stacktide.local import kafka, rabbitmq
 from stacktide.local.kafka import ensure_topics
 from stacktide.local.process import wait_for
 from stacktide.schema import CapturedMessage
-from tests.conftest import SLOT
 
 pytestmark = pytest.mark.stack
 
-FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * SLOT,
-               "kafka_controller_port": 9348 + 1000 * SLOT}
 STACKTIDE = Path(sys.executable).parent / "stacktide"
 SECRET = "dl-5ecr3t-token"
 BIG = 10 * 1024 * 1024
@@ -205,17 +201,6 @@ def test_a_write_its_topic_refuses_as_too_large_is_dead_lettered_and_never_stall
 
 
 # ---- processes and brokers killed mid-stream (dedicated stack) -----------------------------
-
-@pytest.fixture(scope="module")
-def fault_stack(stack: Config, make_stack_config: Callable[..., Config]) -> Iterator[Config]:
-    """A stack of its own (the session's lock is held through ``stack``), restarted at will."""
-    config: Config = make_stack_config(stack.local.state_dir.parent / "fault-stack", **FAULT_PORTS)
-    down(config)
-    shutil.rmtree(config.local.state_dir, ignore_errors=True)
-    up(config)
-    yield config
-    down(config)
-
 
 def free_port() -> int:
     with socket.socket() as s:
