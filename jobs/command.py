@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -39,18 +40,70 @@ JOB_NAME = "stacktide-jobs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["run"], help="run the jobs on the local MiniCluster")
+    parser.add_argument("action", choices=["run", "submit", "stop"],
+                        help="run: on the local MiniCluster; submit: to a Flink cluster "
+                             "(detached); stop: the submitted jobs, with a savepoint")
     parser.add_argument(
-        "--bounded", action="store_true", help="stop at the topics' current end offsets"
+        "--bounded", action="store_true", help="run: stop at the topics' current end offsets"
     )
     parser.add_argument(
         "--fresh", action="store_true",
-        help="ignore retained checkpoints: the archive starts from its group offsets, the "
+        help="run: ignore retained checkpoints: the archive starts from its group offsets, the "
              "instance job from the earliest offset"
     )
+    parser.add_argument("--jobmanager", metavar="HOST:PORT",
+                        help="submit, stop: the cluster's REST API (default: jobs.jobmanager)")
+    parser.add_argument("--from-savepoint", metavar="PATH",
+                        help="submit: start from this savepoint (what 'jobs stop' printed)")
+    parser.add_argument("--allow-non-restored-state", action="store_true",
+                        help="submit: accept a savepoint holding state no operator claims")
+    parser.add_argument("--pyexec", metavar="PYTHON",
+                        help="submit: the Python of the Python workers, a path valid on the "
+                             "TaskManagers (default: this venv's python)")
+    parser.add_argument("--pyarch", metavar="ARCHIVE",
+                        help="submit: a zipped venv shipped with the job (ARCHIVE.zip#venv; "
+                             "then --pyexec venv/bin/python)")
+    parser.add_argument("--checkpoint-dir", metavar="DIR",
+                        help="submit: where checkpoints go, a path or URI every cluster machine "
+                             "reaches (default: <local.state_dir>/flink/checkpoints/<job>)")
+    parser.add_argument("--savepoint-dir", metavar="DIR",
+                        help="stop: where the savepoint goes (default: the cluster's "
+                             "savepoint folder)")
+    parser.add_argument("--drain", action="store_true",
+                        help="stop: end event time first, firing every timer (a final stop)")
+    parser.add_argument("--job-id", help="stop: this job rather than the running stacktide-jobs")
+
+
+ACTION_FLAGS = {
+    "run": {"bounded", "fresh"},
+    "submit": {"jobmanager", "from_savepoint", "allow_non_restored_state", "pyexec", "pyarch",
+               "checkpoint_dir"},
+    "stop": {"jobmanager", "savepoint_dir", "drain", "job_id"},
+}
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    given = {flag for flags in ACTION_FLAGS.values() for flag in flags if getattr(args, flag)}
+    wrong = sorted(given - ACTION_FLAGS[args.action])
+    if wrong:
+        print(f"--{wrong[0].replace('_', '-')} does not apply to 'stacktide jobs {args.action}'",
+              file=sys.stderr)
+        return 2
+    if args.action == "submit":
+        from jobs.submit import submit_jobs
+
+        job_id = submit_jobs(config, jobmanager=args.jobmanager, python_executable=args.pyexec,
+                             python_archives=args.pyarch, from_savepoint=args.from_savepoint,
+                             allow_non_restored_state=args.allow_non_restored_state,
+                             checkpoint_dir=args.checkpoint_dir)
+        print(job_id)
+        return 0
+    if args.action == "stop":
+        from jobs.submit import stop_jobs
+
+        print(stop_jobs(config, jobmanager=args.jobmanager, savepoint_dir=args.savepoint_dir,
+                        drain=args.drain, job_id=args.job_id))
+        return 0
     keep_own_logging()
     result = run_jobs(config, bounded=args.bounded, fresh=args.fresh, handle_signals=True)
     return 0 if result else 1
@@ -92,58 +145,26 @@ def _wait(result: Any, until: Any = None) -> None:
 
 
 def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
-             flink_options: Mapping[str, str] | None = None, handle_signals: bool = False) -> bool:
-    """Create the tables, then run the archive, the keyed instance and request jobs and the
-    samples job as one Flink job.
+             flink_options: Mapping[str, str | None] | None = None,
+             handle_signals: bool = False) -> bool:
+    """Run the jobs of :func:`build_jobs` as one Flink job on the local MiniCluster (or where
+    PyFlink's ``SUBMIT_ARGS`` send it), resuming from the last checkpoint or stop savepoint.
 
     *flink_options* override Flink settings (the benchmark sets Python execution mode and
-    bundle sizes there). The archive is SQL in the statement set; the instance job is a
-    DataStream whose outputs are inserted by the same statement set, attached to the
-    DataStream environment: one job graph, one checkpoint for both.
+    bundle sizes there).
     """
-    from jobs import host_samples, instance_state, notifications, request_state
     from jobs.environment import (
-        JobJars,
-        create_stream_env,
         drained_savepoints,
         restore_point,
         stopped_savepoints,
         submit,
     )
-    from stacktide.catalog import (
-        add_missing_columns,
-        align_identifier_fields,
-        ensure_table,
-        load_catalog,
-    )
-    from stacktide.local.jars import ensure_jars
-    from stacktide.local.operators import operator_jar
-    from stacktide.schema import TABLES
 
-    jars = ensure_jars(config)
-    catalog = load_catalog(config.iceberg)
-    for table in TABLES.values():
-        existing = add_missing_columns(ensure_table(catalog, config.iceberg, table), table)
-        align_identifier_fields(existing, table)
     flink = config.local.state_dir / "flink"
     restore = None if fresh else restore_point(flink, JOB_NAME)
     catch_up = end_offsets(config) if bounded and restore is not None else None
-    env, t_env = create_stream_env(
-        config,
-        JobJars(pipeline=(*jars["flink"], operator_jar(config)), hadoop=tuple(jars["hadoop"])),
-        job_name=JOB_NAME,
-        restore_from=restore,
-        overrides=flink_options,
-    )
-    statements = t_env.create_statement_set()
-    sources_bounded = bounded and catch_up is None
-    notifications.build(t_env, statements, config, bounded=sources_bounded)
-    instance_state.build(t_env, statements, config, bounded=sources_bounded,
-                         from_earliest=restore is None)
-    request_state.build(t_env, statements, config, bounded=sources_bounded,
-                        from_earliest=restore is None)
-    host_samples.build(t_env, statements, config, bounded=sources_bounded)
-    statements.attach_as_datastream()
+    env = build_jobs(config, bounded=bounded and catch_up is None, restore=restore,
+                     flink_options=flink_options)
     started = time.monotonic()
     client = submit(env, JOB_NAME)
     log.info("job submitted id=%s bounded=%s", client.get_job_id(), bounded)
@@ -173,6 +194,52 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
         return True
     log.info("jobs finished in %.1f s", time.monotonic() - started)
     return True
+
+
+def build_jobs(config: Config, *, bounded: bool, restore: Path | None,
+               flink_options: Mapping[str, str | None] | None = None) -> Any:
+    """Create (or widen) the tables, then build the archive, the keyed instance and request
+    jobs and the samples job in one DataStream environment, and return it: the one job graph
+    that ``jobs run``, ``jobs submit`` and ``flink run -py jobs/main.py`` each execute.
+
+    The archive is SQL in the statement set; the keyed jobs are DataStreams whose outputs are
+    inserted by the same statement set, attached to the DataStream environment: one job
+    graph, one checkpoint for all. Without *restore* the keyed jobs read their topic from the
+    earliest offset (their state is a function of each key's whole history).
+    """
+    from jobs import host_samples, instance_state, notifications, request_state
+    from jobs.environment import JobJars, create_stream_env
+    from stacktide.catalog import (
+        add_missing_columns,
+        align_identifier_fields,
+        ensure_table,
+        load_catalog,
+    )
+    from stacktide.local.jars import ensure_jars
+    from stacktide.local.operators import operator_jar
+    from stacktide.schema import TABLES
+
+    jars = ensure_jars(config)
+    catalog = load_catalog(config.iceberg)
+    for table in TABLES.values():
+        existing = add_missing_columns(ensure_table(catalog, config.iceberg, table), table)
+        align_identifier_fields(existing, table)
+    env, t_env = create_stream_env(
+        config,
+        JobJars(pipeline=(*jars["flink"], operator_jar(config)), hadoop=tuple(jars["hadoop"])),
+        job_name=JOB_NAME,
+        restore_from=restore,
+        overrides=flink_options,
+    )
+    statements = t_env.create_statement_set()
+    notifications.build(t_env, statements, config, bounded=bounded)
+    instance_state.build(t_env, statements, config, bounded=bounded,
+                         from_earliest=restore is None)
+    request_state.build(t_env, statements, config, bounded=bounded,
+                        from_earliest=restore is None)
+    host_samples.build(t_env, statements, config, bounded=bounded)
+    statements.attach_as_datastream()
+    return env
 
 
 def stop_with_savepoint(client: Any, directory: Path, *, drain: bool) -> str:

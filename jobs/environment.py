@@ -115,13 +115,15 @@ def create_table_env(
 
 def create_stream_env(
     config: Config, jars: JobJars, *, job_name: str, restore_from: Path | None = None,
-    overrides: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str | None] | None = None,
 ) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     """A DataStream environment and its table environment, for SQL and Python jobs in one
     Flink job. *overrides* (Flink options) win over the defaults: the benchmark sets the
-    Python execution mode and bundle sizes there. Thread mode runs Python inside the JVM
-    (PemJa), which imports from ``PYTHONPATH``, not from the venv that started it."""
-    settings = {**_settings(config, jars, job_name, restore_from), **(overrides or {})}
+    Python execution mode and bundle sizes there, a submission the cluster's address; None
+    drops a default (``flink run`` sets the Python executables itself). Thread mode runs Python
+    inside the JVM (PemJa), which imports from ``PYTHONPATH``, not from the venv that started it."""
+    merged = {**_settings(config, jars, job_name, restore_from), **(overrides or {})}
+    settings = {k: v for k, v in merged.items() if v is not None}
     if settings.get("python.execution-mode") == "thread":
         site = next(p for p in sys.path if p.endswith("site-packages"))
         os.environ["PYTHONPATH"] = os.pathsep.join([site, str(REPO_ROOT)])

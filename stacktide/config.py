@@ -110,6 +110,7 @@ class JobsConfig:
     dedup_ttl_hours: float = 24.0
     out_of_order_s: float = 60.0
     idle_timeout_s: float = 0.0
+    jobmanager: str = ""  # host:port of a Flink cluster's REST API, for jobs submit|stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,8 @@ class LocalConfig:
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     cache_dir: Path = Path("~/.cache/stacktide")
+    flink_rest_port: int = 8081  # the standalone Flink cluster of stacktide.local.flink_cluster
+    flink_rpc_port: int = 6123
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,13 +345,26 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
         kafka=_kafka(top.section("kafka")),
         iceberg=_iceberg(top.section("iceberg"), local),
         bridge=_bridge(top.section("bridge")),
-        jobs=_section(top.section("jobs"), JobsConfig),
+        jobs=_jobs(top.section("jobs")),
         local=local,
         usage=_usage(top.section("usage")),
         udp=_udp(top.section("udp")),
         host_agent=_host_agent(top.section("host_agent"), base),
         upkeep=_upkeep(top.section("upkeep")),
     )
+
+
+def _jobs(r: _Reader) -> JobsConfig:
+    c = _section(r, JobsConfig)
+    if c.jobmanager:
+        from stacktide.flink_rest import parse_address
+
+        try:
+            parse_address(c.jobmanager)
+        except ValueError:
+            raise r.fail("jobmanager", "host:port of a JobManager's REST API (empty: none)",
+                         c.jobmanager) from None
+    return c
 
 
 def _port(r: _Reader, name: str, value: int) -> int:
@@ -494,7 +510,8 @@ def _bridge(r: _Reader) -> BridgeConfig:
 
 
 def _local(r: _Reader, base: Path) -> LocalConfig:
-    r.unknown({"state_dir", "cache_dir", "rabbitmq_port", "kafka_port", "kafka_controller_port"})
+    r.unknown({"state_dir", "cache_dir", "rabbitmq_port", "kafka_port", "kafka_controller_port",
+               "flink_rest_port", "flink_rpc_port"})
     cache = os.environ.get("STACKTIDE_CACHE") or r.get("cache_dir", str, "~/.cache/stacktide")
     return LocalConfig(
         state_dir=(base / os.path.expanduser(r.get("state_dir", str, "../.stacktide"))).resolve(),
@@ -502,6 +519,8 @@ def _local(r: _Reader, base: Path) -> LocalConfig:
         rabbitmq_port=r.positive("rabbitmq_port", int, 5672),
         kafka_port=r.positive("kafka_port", int, 9092),
         kafka_controller_port=r.positive("kafka_controller_port", int, 9093),
+        flink_rest_port=_port(r, "flink_rest_port", r.positive("flink_rest_port", int, 8081)),
+        flink_rpc_port=_port(r, "flink_rpc_port", r.positive("flink_rpc_port", int, 6123)),
     )
 
 

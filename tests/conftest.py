@@ -29,6 +29,8 @@ from stacktide.local import postgres as pg
 SLOT = int(os.environ.get("STACKTIDE_TEST_SLOT", "0"))
 TEST_PORTS = {"rabbitmq_port": 5682 + 1000 * SLOT, "kafka_port": 9192 + 1000 * SLOT,
               "kafka_controller_port": 9193 + 1000 * SLOT}
+# The standalone Flink cluster of the tests that submit jobs (stacktide.local.flink_cluster).
+FLINK_PORTS = {"flink_rest_port": 8181 + 1000 * SLOT, "flink_rpc_port": 6223 + 1000 * SLOT}
 STACK_DIR = "stacktide-test-stack" + (f"-slot{SLOT}" if SLOT else "")
 POSTGRES_PORT = 5442 + 1000 * SLOT
 FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * SLOT,
@@ -36,14 +38,16 @@ FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * 
 
 
 def make_config(state_dir: Path, rabbitmq_port: int, kafka_port: int,
-                kafka_controller_port: int) -> Config:
+                kafka_controller_port: int, flink_rest_port: int = FLINK_PORTS["flink_rest_port"],
+                flink_rpc_port: int = FLINK_PORTS["flink_rpc_port"]) -> Config:
     """A config for a stack on the given loopback ports whose state lives in *state_dir*."""
     data: dict[str, Any] = {
         "cells": [{"name": "cell1",
                    "transport_url": f"rabbit://guest:guest@127.0.0.1:{rabbitmq_port}/"}],
         "kafka": {"bootstrap_servers": f"127.0.0.1:{kafka_port}", "topic_prefix": "stacktide"},
         "local": {"state_dir": str(state_dir), "rabbitmq_port": rabbitmq_port,
-                  "kafka_port": kafka_port, "kafka_controller_port": kafka_controller_port},
+                  "kafka_port": kafka_port, "kafka_controller_port": kafka_controller_port,
+                  "flink_rest_port": flink_rest_port, "flink_rpc_port": flink_rpc_port},
     }
     # The cache dir is left to its default ($STACKTIDE_CACHE or ~/.cache/stacktide).
     return config_from_mapping(data, "<tests/conftest.py>", base=state_dir)
@@ -115,6 +119,19 @@ def fault_stack(stack: Config) -> Iterator[Config]:
         yield config
     finally:
         down(config)
+
+
+@pytest.fixture(scope="session")
+def flink_cluster(stack: Config) -> Iterator[Any]:
+    """A standalone Flink cluster (JobManager and TaskManager, separate processes) beside the
+    test stack, on the slot's Flink ports, its state in the stack's (fresh) state dir."""
+    from stacktide.local.flink_cluster import FlinkCluster
+
+    cluster = FlinkCluster(stack)
+    try:
+        yield cluster.up()
+    finally:
+        cluster.down()
 
 
 @pytest.fixture(scope="session")

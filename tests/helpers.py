@@ -12,7 +12,6 @@ another run's tables (:func:`current_rows`, :func:`difference`).
 from __future__ import annotations
 
 import dataclasses
-import os
 import subprocess
 import time
 import uuid
@@ -33,6 +32,7 @@ from stacktide.catalog import load_catalog
 from stacktide.config import CellConfig, Config
 from stacktide.local import rabbitmq
 from stacktide.local.kafka import ensure_topics
+from stacktide.local.process import fresh_environment as fresh_environment  # tests import it here
 from stacktide.schema import TABLES, Envelope
 from stacktide.simulate.traffic import Traffic
 from stacktide.usage_report import current, read_current
@@ -147,18 +147,6 @@ def simulated_envelopes(traffic: Traffic, received: datetime) -> list[Envelope]:
         assert isinstance(env, Envelope), env
         out.append(env)
     return out
-
-
-PYFLINK_ENV = ("PYFLINK_", "_PYFLINK_", "PYTHON_LOOPBACK_", "_PYTHON_WORKER_", "FLINK_",
-               "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY")
-
-
-def fresh_environment() -> dict[str, str]:
-    """This process's environment, less what PyFlink's in-process (loopback) Python workers
-    wrote into it when an earlier test ran the jobs: a child inheriting it refuses to start
-    its JVM (PYFLINK_GATEWAY_DISABLED) or sends its Python work to this process's workers
-    (PYTHON_LOOPBACK_SERVER_ADDRESS), which hangs both once the child is killed."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(PYFLINK_ENV)}
 
 
 def committed(config: Config) -> int:

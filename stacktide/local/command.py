@@ -1,4 +1,7 @@
-"""``stacktide local up|down|status|jars``: the embedded default stack on this machine.
+"""``stacktide local up|down|status|jars|cluster``: the embedded default stack on this machine.
+
+``cluster up|down|status`` runs a standalone Flink session cluster beside it
+(:mod:`stacktide.local.flink_cluster`), for ``stacktide jobs submit``.
 
 ``up`` is idempotent (what already runs is left alone) and refuses ports held by
 processes it did not start; ``down`` stops only what ``up`` started, as recorded
@@ -100,9 +103,12 @@ def down(config: Config) -> StackStatus:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("up", "down", "status", "jars"),
+    parser.add_argument("action", choices=("up", "down", "status", "jars", "cluster"),
                         help="start, stop or show the stack; jars: fetch and verify the JVM jars, "
-                             "build the project's operator jar")
+                             "build the project's operator jar; cluster: a standalone Flink "
+                             "cluster (JobManager and TaskManager) on this machine")
+    parser.add_argument("cluster_action", nargs="?", choices=("up", "down", "status"),
+                        help="with 'cluster': start, stop or show it")
     parser.add_argument("--update-checksums", action="store_true",
                         help="with 'jars': refetch every group and rewrite jvm/checksums.sha256")
     parser.add_argument("--classpath", action="store_true",
@@ -114,6 +120,12 @@ def run(args: argparse.Namespace, config: Config) -> int:
     # pika logs every connection step at INFO; the readiness probes would drown the output.
     logging.getLogger("pika").setLevel(logging.WARNING)
     started = time.monotonic()
+    if args.action == "cluster":
+        return _cluster(args.cluster_action or "status", config, started)
+    if args.cluster_action is not None:
+        print(f"'{args.cluster_action}' after '{args.action}' only applies to "
+              "'stacktide local cluster'", file=sys.stderr)
+        return 2
     if args.action == "jars":
         if args.update_checksums:
             print(f"wrote {jars.update_checksums(config)}")
@@ -138,4 +150,18 @@ def run(args: argparse.Namespace, config: Config) -> int:
     print(result.text())
     if args.action != "status":
         print(f"{args.action} took {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _cluster(action: str, config: Config, started: float) -> int:
+    from stacktide.local.flink_cluster import FlinkCluster
+
+    cluster = FlinkCluster(config)
+    if action == "up":
+        cluster.up()
+    elif action == "down":
+        cluster.down()
+    print(cluster.status())
+    if action != "status":
+        print(f"cluster {action} took {time.monotonic() - started:.1f} s")
     return 0

@@ -119,6 +119,20 @@ def stop(pid: int, service: str, timeout_s: float = STOP_TIMEOUT_S) -> None:
         raise ServiceError(f"{service}: pid {pid} survived SIGKILL")
 
 
+# What PyFlink writes into the environment of a process that ran a job with in-process
+# (loopback) Python workers, or that PyFlink's own launcher started.
+PYFLINK_ENV = ("PYFLINK_", "_PYFLINK_", "PYTHON_LOOPBACK_", "_PYTHON_WORKER_", "FLINK_",
+               "BOOT_LOG_DIR", "SEMI_PERSISTENT_DIRECTORY")
+
+
+def fresh_environment() -> dict[str, str]:
+    """This process's environment, less what PyFlink's in-process (loopback) Python workers
+    wrote into it when this process ran the jobs: a child inheriting it refuses to start
+    its JVM (PYFLINK_GATEWAY_DISABLED) or sends its Python work to this process's workers
+    (PYTHON_LOOPBACK_SERVER_ADDRESS), which hangs both once the child is killed."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(PYFLINK_ENV)}
+
+
 def tail(path: Path, lines: int = 15) -> str:
     """The last *lines* lines of *path*, for error messages ('' when unreadable)."""
     try:

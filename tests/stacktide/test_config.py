@@ -71,6 +71,9 @@ def test_relative_state_dir_resolves_against_the_file(tmp_path: Path) -> None:
         ("upkeep: {min_input_files: 1}", "upkeep.min_input_files", "at least 2"),
         ("upkeep: {target_file_size_mb: big}", "upkeep.target_file_size_mb", "a number"),
         ("upkeep: {keep: 3}", "upkeep.keep", "one of the known keys"),
+        ("local: {flink_rest_port: 70000}", "local.flink_rest_port", "a port number"),
+        ("jobs: {jobmanager: 'flink:web'}", "jobs.jobmanager", "host:port"),
+        ("local: {flink_rpc_port: 0}", "local.flink_rpc_port", "a positive integer"),
     ],
 )
 def test_bad_line_names_file_key_and_expectation(tmp_path: Path, text: str, key: str,
