@@ -9,9 +9,11 @@ repeated, some exists corrupted, some failing requests), then:
   and one bounded ``stacktide jobs run --fresh`` over it, in a namespace of its own;
 - the faulted run: :func:`tests.faults.run_faults`, the traffic published on RabbitMQ
   (``stacktide replay``'s publisher, gated so each broker fault happens mid-publishing)
-  through a ``stacktide bridge`` process to the streaming jobs, while the bridge is SIGKILLed,
-  the jobs' worker SIGKILLed twice, RabbitMQ and Kafka restarted; each fault waits for the
-  previous one's recovery.
+  through a ``stacktide bridge`` process to the streaming jobs, submitted to a standalone
+  Flink cluster (``--jobs cluster``, ports 8472/6472) or run by ``stacktide jobs run``
+  (``--jobs minicluster``), while the bridge is SIGKILLed, the TaskManager (or the whole
+  ``jobs run`` process) SIGKILLed twice, RabbitMQ and Kafka restarted; each fault waits for
+  the previous one's recovery.
 
 Prints each fault's recovery time (fault -> the path moving again) and, per table, the rows
 the faulted run misses, holds that the undisturbed run does not, and holds twice.
@@ -19,7 +21,7 @@ the faulted run misses, holds that the undisturbed run does not, and holds twice
 half the wall time on a 2-core machine, recovery times measured under that extra load.
 
     .venv/bin/python bench/bench_faults.py [--instances 1800] [--hours 60] [--speed 1000]
-        [--reference before|parallel] [--state-dir /tmp/stacktide-bench-faults]
+        [--reference before|parallel] [--jobs cluster|minicluster] [--state-dir /tmp/stacktide-bench-faults]
 
 Prints numbers; asserts nothing.
 """
@@ -40,10 +42,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.faults,
 from jobs.command import run_jobs
 from stacktide import local
 from stacktide.config import Config, config_from_mapping
+from stacktide.local.flink_cluster import FlinkCluster
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
-from tests.faults import STACKTIDE, MiniClusterJobs, compare, log_tail, report, run_faults
+from tests.faults import (
+    STACKTIDE,
+    ClusterJobs,
+    Jobs,
+    MiniClusterJobs,
+    compare,
+    log_tail,
+    report,
+    run_faults,
+)
 from tests.helpers import (
     current_rows,
     envelopes,
@@ -53,7 +65,8 @@ from tests.helpers import (
     write_config,
 )
 
-PORTS = {"rabbitmq_port": 5772, "kafka_port": 9472, "kafka_controller_port": 9473}
+PORTS = {"rabbitmq_port": 5772, "kafka_port": 9472, "kafka_controller_port": 9473,
+         "flink_rest_port": 8472, "flink_rpc_port": 6472}
 
 
 def stack_config(state: Path) -> Config:
@@ -80,6 +93,9 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1000.0, help="publishing, messages/s")
     parser.add_argument("--checkpoint", type=float, default=10.0, help="seconds between checkpoints")
     parser.add_argument("--reference", choices=["before", "parallel"], default="before")
+    parser.add_argument("--jobs", choices=["cluster", "minicluster"], default="cluster",
+                        help="a standalone Flink cluster (the TaskManager is killed) or "
+                             "stacktide jobs run (its whole process is killed)")
     parser.add_argument("--timeout", type=float, default=5400.0, help="each wait, seconds")
     parser.add_argument("--state-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "stacktide-bench-faults")
@@ -99,6 +115,7 @@ def main() -> None:
           f"{args.instances} instances x {args.hours} h, simulated in {time.monotonic() - began:.0f} s",
           flush=True)
     local.up(stack)
+    cluster = FlinkCluster(stack)
     try:
         calm = run_config(stack, "calm", args.state_dir / "calm", args.checkpoint)
         produce(calm, envelopes(traffic))
@@ -118,7 +135,9 @@ def main() -> None:
         hurt = run_config(stack, "faults", args.state_dir / "hurt", args.checkpoint)
         work = args.state_dir / "work"
         work.mkdir(parents=True)
-        jobs = MiniClusterJobs(work / "stacktide.yaml", work / "jobs.log")
+        jobs: Jobs = MiniClusterJobs(work / "stacktide.yaml", work / "jobs.log")
+        if args.jobs == "cluster":
+            jobs = ClusterJobs(cluster.up(), work / "stacktide.yaml", work / "jobs.log")
         t = time.monotonic()
         recoveries = run_faults(hurt, stack, traffic, jobs, work, speed=args.speed,
                                 timeout_s=args.timeout, say=lambda s: print(s, flush=True))
@@ -134,6 +153,7 @@ def main() -> None:
         print(f"\n{n:,} notifications, jobs on the {jobs.name}, checkpoints every "
               f"{args.checkpoint:g} s, reference run {args.reference}\n{report(recoveries, diffs)}")
     finally:
+        cluster.down()
         local.down(stack)
 
 

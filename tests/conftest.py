@@ -34,7 +34,8 @@ FLINK_PORTS = {"flink_rest_port": 8181 + 1000 * SLOT, "flink_rpc_port": 6223 + 1
 STACK_DIR = "stacktide-test-stack" + (f"-slot{SLOT}" if SLOT else "")
 POSTGRES_PORT = 5442 + 1000 * SLOT
 FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * SLOT,
-               "kafka_controller_port": 9348 + 1000 * SLOT}
+               "kafka_controller_port": 9348 + 1000 * SLOT,
+               "flink_rest_port": 8247 + 1000 * SLOT, "flink_rpc_port": 6247 + 1000 * SLOT}
 
 
 def make_config(state_dir: Path, rabbitmq_port: int, kafka_port: int,

@@ -6,7 +6,7 @@ the streaming jobs -> Iceberg) while :func:`run_faults` breaks it five times, on
 time, each once the previous one has recovered:
 
 1. the bridge process is killed (SIGKILL) while traffic is published, and started again;
-2. the jobs' worker is killed (SIGKILL) while the jobs catch up;
+2. the jobs' worker (the Flink TaskManager) is killed (SIGKILL) while the jobs catch up;
 3. RabbitMQ is restarted (the simulated nova stops publishing while its broker is down);
 4. Kafka is restarted while traffic is published;
 5. the jobs' worker is killed again.
@@ -44,9 +44,12 @@ from connectors.bridge import Bridge, queue_name
 from connectors.replay import publish
 from jobs import instance_state
 from jobs.command import caught_up, end_offsets, run_jobs
+from jobs.submit import stop_jobs
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
+from stacktide.flink_rest import TERMINAL
 from stacktide.local import kafka, rabbitmq
+from stacktide.local.flink_cluster import FlinkCluster
 from stacktide.schema import TABLES, CapturedMessage
 from stacktide.simulate.traffic import Traffic
 from tests.helpers import (
@@ -187,7 +190,7 @@ class MiniClusterJobs:
     in that process's JVM, so the worker's SIGKILL takes the client, the JVM and its Python
     workers down together, and the next ``jobs run`` resumes from the last checkpoint."""
 
-    name = "MiniCluster"
+    name = "MiniCluster jobs run"
 
     def __init__(self, config_file: Path, log: Path) -> None:
         self.config_file, self.log = config_file, log
@@ -225,6 +228,54 @@ class MiniClusterJobs:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+class ClusterJobs:
+    """The jobs submitted (``stacktide jobs submit``) to a standalone Flink session cluster
+    (:mod:`stacktide.local.flink_cluster`): the worker is its TaskManager process. Killed, it is
+    started again at once, as a supervisor would; the JobManager restarts the job from its last
+    checkpoint once the new TaskManager offers its slots."""
+
+    name = "TaskManager"
+
+    def __init__(self, cluster: FlinkCluster, config_file: Path, log: Path) -> None:
+        self.cluster, self.config_file, self.log = cluster, config_file, log
+        self.job_id = ""
+
+    def start(self) -> None:
+        with self.log.open("ab") as err:
+            done = subprocess.run(
+                [str(STACKTIDE), "--config", str(self.config_file), "jobs", "submit",
+                 "--jobmanager", self.cluster.address], stdout=subprocess.PIPE, stderr=err,
+                env=fresh_environment(), timeout=900, check=False)
+        assert done.returncode == 0, log_tail(self.log)
+        self.job_id = done.stdout.decode().split()[-1]
+
+    def kill_worker(self) -> None:
+        self.cluster.kill_taskmanager()
+        self.cluster.start_taskmanager()
+
+    def running(self) -> bool | None:
+        try:
+            return self.cluster.rest.all_tasks_running(self.job_id)
+        except Exception:  # the JobManager busy: not known to run
+            return False
+
+    def alive(self) -> str | None:
+        try:
+            state = self.cluster.rest.job_state(self.job_id)
+        except Exception:
+            return None
+        return f"job {self.job_id} {state}; see {self.cluster.log_dir}" if state in TERMINAL else None
+
+    def finish(self, config: Config) -> None:
+        """Stop with a drained savepoint: a watermark at the end of event time fires every
+        timer first, the ending of a bounded run."""
+        stop_jobs(config, jobmanager=self.cluster.address, job_id=self.job_id, drain=True)
+        assert self.cluster.rest.job_state(self.job_id) == "FINISHED"
+
+    def close(self) -> None:
+        """Nothing: a job left running goes down with the cluster, whose owner stops it."""
 
 
 # ---- watching the path ---------------------------------------------------------------------
@@ -376,7 +427,7 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         jobs.kill_worker()
         back = time.monotonic()
         running = monitor.wait_running(fault, timeout_s)
-        record(f"{jobs.name} worker SIGKILL #{n}", fault, back,
+        record(f"{jobs.name} SIGKILL #{n}", fault, back,
                monitor.wait_commit(fault, timeout_s), "next Iceberg commit", running)
 
     def jobs_read(fraction: float) -> None:
@@ -395,8 +446,10 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
     monitor.start()
     publisher.start()
     try:
+        # Each broker fault comes while the publisher still has traffic allowed beyond the
+        # point it waits for, so that traffic flows before, during and after the fault.
         # 1. the bridge, mid-publishing
-        publisher.allow(0.35)
+        publisher.allow(0.3)
         publisher.wait_sent(0.15, timeout_s)
         fault = time.monotonic()
         bridge.kill()
@@ -405,10 +458,10 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         record("bridge SIGKILL", fault, back, monitor.wait_offset(back, timeout_s),
                "next new Kafka offset")
         # 2. the jobs' worker, while they catch up
-        publisher.allow(0.6)
         jobs_read(0.1)
         kill_worker(1)
         # 3. RabbitMQ, mid-publishing: nova waits while it is down
+        publisher.allow(0.6)
         publisher.wait_sent(0.45, timeout_s)
         publisher.pause()
         fault = time.monotonic()
@@ -417,14 +470,15 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         publisher.resume()
         record("RabbitMQ restart", fault, back, monitor.wait_offset(back, timeout_s),
                "next new Kafka offset")
-        # 4. Kafka, mid-publishing
-        publisher.allow(1.0)
+        # 4. Kafka, mid-publishing (RabbitMQ holds what the bridge cannot forward meanwhile)
+        publisher.allow(0.9)
         publisher.wait_sent(0.7, timeout_s)
         fault = time.monotonic()
         kafka.restart(stack)
         back = time.monotonic()
         record("Kafka restart", fault, back, monitor.wait_offset(back, timeout_s),
                "next new Kafka offset")
+        publisher.allow(1.0)
         # 5. the jobs' worker again
         kill_worker(2)
         publisher.wait_sent(1.0, timeout_s)

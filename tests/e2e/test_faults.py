@@ -1,12 +1,14 @@
 """Five faults while simulated nova traffic flows the whole path, and the tables come out as an
 undisturbed run's: nothing missing, nothing twice, usage exact.
 
-The scenario is :func:`tests.faults.run_faults` (the bridge SIGKILLed, the jobs' worker
-SIGKILLed twice, RabbitMQ and Kafka restarted), on a stack of the module's own
-(``fault_stack``), over a few thousand notifications of one cell, published through
-RabbitMQ and the real bridge. The undisturbed run is a bounded run of the jobs over the same
-traffic written straight to Kafka on the session stack. ``bench/bench_faults.py`` runs the
-same scenario over 100,000 notifications and more. The recovery times print with ``-s``.
+The scenario is :func:`tests.faults.run_faults` (the bridge SIGKILLed, the Flink
+TaskManager SIGKILLed twice, RabbitMQ and Kafka restarted), on a stack of the module's own
+(``fault_stack``) with a standalone Flink cluster of its own, over a few thousand
+notifications of one cell, published through RabbitMQ and the real bridge; the jobs are
+submitted to the cluster with ``stacktide jobs submit``. The undisturbed run is a bounded
+run of the jobs over the same traffic written straight to Kafka on the session stack.
+``bench/bench_faults.py`` runs the same scenario over 100,000 notifications and more. The
+recovery times print with ``-s``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import pytest
 
 from jobs.command import run_jobs
 from stacktide.config import Config
+from stacktide.local.flink_cluster import FlinkCluster
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
-from tests.faults import MiniClusterJobs, compare, report, run_faults
+from tests.faults import ClusterJobs, compare, report, run_faults
 from tests.helpers import current_rows, envelopes, produce, setup, table_usage, truth_usage
 
 pytestmark = pytest.mark.stack
 
-FAULTS = ("bridge SIGKILL", "worker SIGKILL #1", "RabbitMQ restart", "Kafka restart",
-          "worker SIGKILL #2")
+FAULTS = ("bridge SIGKILL", "TaskManager SIGKILL #1", "RabbitMQ restart", "Kafka restart",
+          "TaskManager SIGKILL #2")
 
 
 def test_five_faults_lose_and_repeat_nothing(stack: Config, fault_stack: Config,
@@ -42,14 +45,19 @@ def test_five_faults_lose_and_repeat_nothing(stack: Config, fault_stack: Config,
     undisturbed = current_rows(calm)
 
     hurt = setup(fault_stack, "faults", settle_hours=4, state_dir=tmp_path / "hurt")
-    jobs = MiniClusterJobs(tmp_path / "stacktide.yaml", tmp_path / "jobs.log")
-    recoveries = run_faults(hurt, fault_stack, traffic, jobs, tmp_path, speed=100.0,
-                            timeout_s=600.0)
+    cluster = FlinkCluster(fault_stack).up()
+    try:
+        jobs = ClusterJobs(cluster, tmp_path / "stacktide.yaml", tmp_path / "jobs.log")
+        recoveries = run_faults(hurt, fault_stack, traffic, jobs, tmp_path, speed=100.0,
+                                timeout_s=600.0)
+    finally:
+        cluster.down()
     diffs = compare(hurt, undisturbed, traffic)
     print(f"\n{len(traffic.messages)} notifications, {jobs.name}\n{report(recoveries, diffs)}")
 
-    assert [r.fault.replace(f"{jobs.name} ", "") for r in recoveries] == list(FAULTS)
+    assert [r.fault for r in recoveries] == list(FAULTS)
     assert all(r.moving_s > 0 for r in recoveries)
+    assert all(r.running_s is not None for r in recoveries if "TaskManager" in r.fault)
     assert {part: d for part, d in diffs.items() if d.missing or d.unexpected or d.duplicated
             } == {}
     assert table_usage(hurt) == truth_usage(traffic)
