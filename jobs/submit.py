@@ -23,6 +23,7 @@ by ``jobs stop`` (a savepoint to upgrade from) or in Flink's UI.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -115,6 +116,9 @@ def submit_jobs(config: Config, *, jobmanager: str | None = None, python_executa
                              python_archives=python_archives, from_savepoint=from_savepoint,
                              allow_non_restored_state=allow_non_restored_state,
                              checkpoint_dir=checkpoint_dir)
+    # The Python workers run on the TaskManagers: never PyFlink's in-process (loopback) workers,
+    # which it starts in the client when it takes the deployment for a local one.
+    os.environ["_python_worker_execution_mode"] = "process"  # noqa: SIM112 - PyFlink spells it so
     # A restored job's Kafka sources read on from the savepoint's offsets; without one, the
     # keyed jobs start at the earliest offset, as a first ``jobs run`` does.
     env = build_jobs(config, bounded=False, restore=restore, flink_options=options)
