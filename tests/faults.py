@@ -447,7 +447,8 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
     publisher.start()
     try:
         # Each broker fault comes while the publisher still has traffic allowed beyond the
-        # point it waits for, so that traffic flows before, during and after the fault.
+        # point it waits for, and more is allowed once the broken piece is back, so that
+        # traffic flows before, during and after the fault.
         # 1. the bridge, mid-publishing
         publisher.allow(0.3)
         publisher.wait_sent(0.15, timeout_s)
@@ -455,6 +456,7 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         bridge.kill()
         bridge.start()
         back = time.monotonic()
+        publisher.allow(0.35)  # traffic after the fault, however far the publisher got before
         record("bridge SIGKILL", fault, back, monitor.wait_offset(back, timeout_s),
                "next new Kafka offset")
         # 2. the jobs' worker, while they catch up
@@ -471,14 +473,14 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         record("RabbitMQ restart", fault, back, monitor.wait_offset(back, timeout_s),
                "next new Kafka offset")
         # 4. Kafka, mid-publishing (RabbitMQ holds what the bridge cannot forward meanwhile)
-        publisher.allow(0.9)
+        publisher.allow(0.85)
         publisher.wait_sent(0.7, timeout_s)
         fault = time.monotonic()
         kafka.restart(stack)
         back = time.monotonic()
+        publisher.allow(1.0)  # a slow broker stop may let the bridge forward all it had before
         record("Kafka restart", fault, back, monitor.wait_offset(back, timeout_s),
                "next new Kafka offset")
-        publisher.allow(1.0)
         # 5. the jobs' worker again
         kill_worker(2)
         publisher.wait_sent(1.0, timeout_s)
