@@ -234,7 +234,8 @@ def write_config(config: Config, path: Path) -> Path:
     c = config
     path.write_text(yaml.safe_dump({
         "cells": [{"name": "cell1",
-                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{c.local.rabbitmq_port}/"}],
+                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{c.local.rabbitmq_port}/",
+                   "durable_exchanges": c.cells[0].durable_exchanges}],
         "kafka": {"bootstrap_servers": c.kafka.bootstrap_servers,
                   "topic_prefix": c.kafka.topic_prefix, "partitions": c.kafka.partitions},
         "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,

@@ -13,6 +13,7 @@ recovery times print with ``-s``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,10 @@ def test_five_faults_lose_and_repeat_nothing(stack: Config, fault_stack: Config,
     undisturbed = current_rows(calm)
 
     hurt = setup(fault_stack, "faults", settle_hours=4, state_dir=tmp_path / "hurt")
+    # The services' exchanges durable (oslo's amqp_durable_queues = true): the bridge's
+    # bindings survive the RabbitMQ restart (docs/bridge.md).
+    hurt = dataclasses.replace(hurt, cells=tuple(dataclasses.replace(c, durable_exchanges=True)
+                                                 for c in hurt.cells))
     cluster = FlinkCluster(fault_stack).up()
     try:
         jobs = ClusterJobs(cluster, tmp_path / "stacktide.yaml", tmp_path / "jobs.log")
