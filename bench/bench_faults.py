@@ -21,7 +21,8 @@ the faulted run misses, holds that the undisturbed run does not, and holds twice
 half the wall time on a 2-core machine, recovery times measured under that extra load.
 
     .venv/bin/python bench/bench_faults.py [--instances 1800] [--hours 60] [--speed 1000]
-        [--reference before|parallel] [--jobs cluster|minicluster] [--state-dir /tmp/stacktide-bench-faults]
+        [--reference before|parallel] [--jobs cluster|minicluster] [--no-durable-exchanges]
+        [--state-dir /tmp/stacktide-bench-faults]
 
 Prints numbers; asserts nothing.
 """
@@ -69,10 +70,11 @@ PORTS = {"rabbitmq_port": 5772, "kafka_port": 9472, "kafka_controller_port": 947
          "flink_rest_port": 8472, "flink_rpc_port": 6472}
 
 
-def stack_config(state: Path) -> Config:
+def stack_config(state: Path, durable_exchanges: bool) -> Config:
     data = {
         "cells": [{"name": "cell1",
-                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{PORTS['rabbitmq_port']}/"}],
+                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{PORTS['rabbitmq_port']}/",
+                   "durable_exchanges": durable_exchanges}],
         "kafka": {"bootstrap_servers": f"127.0.0.1:{PORTS['kafka_port']}", "partitions": 4},
         "local": {"state_dir": str(state), **PORTS},
     }
@@ -96,13 +98,16 @@ def main() -> None:
     parser.add_argument("--jobs", choices=["cluster", "minicluster"], default="cluster",
                         help="a standalone Flink cluster (the TaskManager is killed) or "
                              "stacktide jobs run (its whole process is killed)")
+    parser.add_argument("--durable-exchanges", action=argparse.BooleanOptionalAction,
+                        default=True, help="the simulated services' exchanges durable (oslo's "
+                        "amqp_durable_queues = true); without, the RabbitMQ restart loses traffic")
     parser.add_argument("--timeout", type=float, default=5400.0, help="each wait, seconds")
     parser.add_argument("--state-dir", type=Path,
                         default=Path(tempfile.gettempdir()) / "stacktide-bench-faults")
     args = parser.parse_args()
 
     shutil.rmtree(args.state_dir, ignore_errors=True)
-    stack = stack_config(args.state_dir / "stack")
+    stack = stack_config(args.state_dir / "stack", args.durable_exchanges)
     local.down(stack)
     began = time.monotonic()
     traffic = generate(Params(seed=args.seed, instances=args.instances, hours=args.hours,
@@ -151,7 +156,8 @@ def main() -> None:
                 return
         diffs = compare(hurt, current_rows(calm), traffic)
         print(f"\n{n:,} notifications, jobs on the {jobs.name}, checkpoints every "
-              f"{args.checkpoint:g} s, reference run {args.reference}\n{report(recoveries, diffs)}")
+              f"{args.checkpoint:g} s, reference run {args.reference}, durable exchanges "
+              f"{args.durable_exchanges}\n{report(recoveries, diffs)}")
     finally:
         cluster.down()
         local.down(stack)
