@@ -409,7 +409,13 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
     bridge = BridgeProcess(config_file, work / "bridge.log")
     publisher = Publisher(config, messages, speed, chunk=max(50, len(messages) // 200))
     monitor = Monitor(config, jobs=jobs)
-    admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, "log_level": 2})
+
+    def kafka_admin() -> AdminClient:
+        """A new admin client for each phase: one kept across the Kafka restart never
+        answered a consumer group's offsets again (confluent-kafka 2.16.1; every request
+        timed out, minutes after the broker was back)."""
+        return AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, "log_level": 2})
+
     recoveries: list[Recovery] = []
     started = time.monotonic()
 
@@ -433,6 +439,7 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
     def jobs_read(fraction: float) -> None:
         """Until the slowest job (the keyed instance job) committed *fraction* of the traffic."""
         want = fraction * len(messages)
+        admin = kafka_admin()
         deadline = time.monotonic() + timeout_s
         while progress(admin, config, instance_state.GROUP_ID) < want:
             if (why := jobs.alive()) is not None:
@@ -495,6 +502,7 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         time.sleep(2.0)  # the bridge's last confirmed batch
         bridge.stop()
         ends = end_offsets(config)
+        admin = kafka_admin()
         deadline = time.monotonic() + timeout_s
         while not caught_up(config, ends, admin):
             if (why := jobs.alive()) is not None:
