@@ -171,9 +171,11 @@ class CellBridge:
             try:
                 channel.exchange_declare(exchange, passive=True)
             except pika.exceptions.ChannelClosedByBroker:
-                # Not there yet: create it as oslo.messaging does (topic, not durable).
+                # Not there yet: create it as the cell's services would (topic; durable
+                # when they run with amqp_durable_queues = true, else oslo's default).
                 channel = connection.channel()
-                channel.exchange_declare(exchange, exchange_type="topic", durable=False)
+                channel.exchange_declare(exchange, exchange_type="topic",
+                                         durable=self.cell.durable_exchanges)
             queue = queue_name(b.queue_prefix, self.name, exchange)
             channel.queue_declare(queue, durable=True, arguments=arguments)
             for topic in self.cell.topics:

@@ -199,14 +199,16 @@ class Recorder:
 def bind(connection: pika.BlockingConnection, cell: CellConfig) -> tuple[Any, str]:
     """A channel and a new exclusive queue bound to all of *cell*'s routing keys.
 
-    Exchanges are declared as oslo's notifier declares them (topic, not durable), so
+    Exchanges are declared as the cell's notifiers declare them (topic, durable with the
+    cell's ``durable_exchanges``), so
     traffic that starts after the capture is not missed; one that exists with other
     attributes refuses that declaration, and is used as it is.
     """
     channel = connection.channel()
     for exchange in cell.exchanges:
         try:
-            channel.exchange_declare(exchange, exchange_type="topic", durable=False)
+            channel.exchange_declare(exchange, exchange_type="topic",
+                                     durable=cell.durable_exchanges)
         except pika.exceptions.ChannelClosedByBroker as exc:
             if exc.reply_code != 406:  # PRECONDITION_FAILED: there, but not as oslo makes it
                 raise

@@ -1,8 +1,9 @@
 """``stacktide replay``: publish recorded or sample traffic onto RabbitMQ as oslo would.
 
 Messages go to the services' topic exchanges with their captured routing keys and
-AMQP properties; like oslo's notifier, the publisher declares the exchange (topic,
-not durable) and the default queue named after the routing key, so traffic piles
+AMQP properties; like oslo's notifier, the publisher declares the exchange (topic, durable only
+with the cell's ``durable_exchanges``, as oslo's ``amqp_durable_queues``) and the
+default queue named after the routing key (durable alike), so traffic piles
 up there as in a real deployment (tests use that to show the bridge never takes
 from queues other consumers read).
 
@@ -92,6 +93,7 @@ class _Cell:
         from connectors.bridge import connection_parameters
 
         self.replay, self.name = replay, cell.name
+        self.durable = cell.durable_exchanges  # oslo's amqp_durable_queues: exchange and queue
         self.channel: Any = None
         self.connection: Any = None
         self.ready = False  # open and not in the middle of declaring
@@ -128,8 +130,8 @@ class _Cell:
         self.ready = False
         self.declared.add((exchange, routing_key))
         ch = self.channel
-        ch.exchange_declare(exchange, exchange_type="topic", durable=False, callback=lambda _f:
-            ch.queue_declare(routing_key, callback=lambda _g:
+        ch.exchange_declare(exchange, exchange_type="topic", durable=self.durable, callback=lambda _f:
+            ch.queue_declare(routing_key, durable=self.durable, callback=lambda _g:
                 ch.queue_bind(routing_key, exchange, routing_key, callback=self._resume)))
 
     def publish(self, message: CapturedMessage) -> None:

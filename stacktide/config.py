@@ -40,6 +40,11 @@ class CellConfig:
     exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
     topics: tuple[str, ...] = DEFAULT_TOPICS
     priorities: tuple[str, ...] = PRIORITIES
+    durable_exchanges: bool = False
+    """Whether the cell's services declare their exchanges durable (oslo's
+    ``amqp_durable_queues = true``): the bridge creates missing ones alike, and the
+    simulated services publish alike. Only durable exchanges keep the bridge's bindings
+    through a broker restart; a mismatch with the services' is refused by RabbitMQ."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +123,7 @@ class BridgeConfig:
     metrics_port: int = 0
     lag_interval_s: float = 5.0
     reconnect_initial_s: float = 1.0
-    reconnect_max_s: float = 30.0
+    reconnect_max_s: float = 5.0
     heartbeat_s: int = 30
     shutdown_timeout_s: float = 30.0
 
@@ -495,7 +500,7 @@ def _cells(top: _Reader) -> tuple[CellConfig, ...]:
         if not isinstance(item, Mapping):
             raise top.fail(f"cells[{i}]", "a mapping with name and transport_url", item)
         r = _Reader(top.file, item, f"cells[{i}].")
-        r.unknown({"name", "transport_url", "exchanges", "topics", "priorities"})
+        r.unknown({"name", "transport_url", "exchanges", "topics", "priorities", "durable_exchanges"})
         url = r.get("transport_url", str)
         try:
             transport = parse_transport_url(url)
@@ -508,6 +513,7 @@ def _cells(top: _Reader) -> tuple[CellConfig, ...]:
                 exchanges=r.names("exchanges", DEFAULT_EXCHANGES),
                 topics=r.names("topics", DEFAULT_TOPICS),
                 priorities=r.names("priorities", PRIORITIES, allowed=PRIORITIES),
+                durable_exchanges=r.get("durable_exchanges", bool, False),
             )
         )
     names = [c.name for c in cells]

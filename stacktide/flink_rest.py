@@ -127,9 +127,15 @@ class FlinkRest:
 
     def stop_with_savepoint(self, job_id: str, directory: str | None, *, drain: bool = False,
                             timeout_s: float = 600.0) -> str:
-        """Stop *job_id* with a savepoint in *directory* and wait for it; the savepoint path."""
-        return self.savepoint_path(job_id, self.trigger_stop(job_id, directory, drain=drain),
+        """Stop *job_id* with a savepoint in *directory* and wait for it; the savepoint path.
+
+        Returns once the job has ended too: the savepoint completes before the job leaves
+        RUNNING, and a job not yet ended still counts as running (a submission right after
+        would be refused)."""
+        path = self.savepoint_path(job_id, self.trigger_stop(job_id, directory, drain=drain),
                                    timeout_s)
+        self.wait_state(job_id, TERMINAL, timeout_s)
+        return path
 
     def wait_state(self, job_id: str, states: set[str] | frozenset[str],
                    timeout_s: float = 300.0) -> str:

@@ -38,6 +38,9 @@ FLINK_PORTS = {"flink_rest_port": 8181 + 1000 * SLOT, "flink_rpc_port": 6223 + 1
 STACK_DIR = "stacktide-test-stack" + (f"-slot{SLOT}" if SLOT else "")
 POSTGRES_PORT = 5442 + 1000 * SLOT
 S3_PORT = 9290 + 1000 * SLOT
+FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * SLOT,
+               "kafka_controller_port": 9348 + 1000 * SLOT,
+               "flink_rest_port": 8247 + 1000 * SLOT, "flink_rpc_port": 6247 + 1000 * SLOT}
 
 
 def make_config(state_dir: Path, rabbitmq_port: int, kafka_port: int,
@@ -105,6 +108,23 @@ def stack(stack_config: Config) -> Iterator[Config]:
             yield stack_config
         finally:
             down(stack_config)
+
+
+@pytest.fixture(scope="module")
+def fault_stack(stack: Config) -> Iterator[Config]:
+    """A stack of the module's own, for tests that restart or kill its brokers (the session
+    stack's other users must not see that). Fresh for each module that asks; the session's
+    lock is held through ``stack``."""
+    from stacktide.local import down, up
+
+    config = make_config(stack.local.state_dir.parent / "fault-stack", **FAULT_PORTS)
+    down(config)
+    shutil.rmtree(config.local.state_dir, ignore_errors=True)
+    try:
+        up(config)
+        yield config
+    finally:
+        down(config)
 
 
 @pytest.fixture(scope="session")

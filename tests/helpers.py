@@ -1,8 +1,12 @@
-"""Helpers shared by the tests that run on the real stack.
+"""Helpers shared by the tests that run on the real stack (and by the benchmarks that
+import them).
 
 The session's stack is shared by every test, so each test works in a namespace of
 its own (:func:`isolated`: topics, queues, Iceberg namespace) and, when it needs a
 second cell, in a vhost of its own on the same broker (:func:`with_vhost_cell`).
+Simulated traffic goes to Kafka as the bridge would write it (:func:`produce`); what the
+jobs wrote is compared with the simulator's ground truth (:func:`truth_usage`) or with
+another run's tables (:func:`current_rows`, :func:`difference`).
 """
 
 from __future__ import annotations
@@ -12,21 +16,26 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pika
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+import yaml
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from connectors.bridge import connection_parameters
 from connectors.wire import parse
+from jobs.lifecycle import load_rules, observe, to_us
 from stacktide.catalog import load_catalog
 from stacktide.config import CellConfig, Config
 from stacktide.local import rabbitmq
+from stacktide.local.kafka import ensure_topics
 from stacktide.local.process import fresh_environment as fresh_environment  # tests import it here
-from stacktide.schema import Envelope
+from stacktide.schema import TABLES, Envelope
 from stacktide.simulate.traffic import Traffic
+from stacktide.usage_report import current, read_current
 
 
 def isolated(config: Config, name: str, exchanges: set[str] | frozenset[str] = frozenset()) -> Config:
@@ -155,3 +164,121 @@ def wait_for(condition: Any, job: subprocess.Popen[bytes], log: Path, seconds: f
         assert job.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(1.0)
+
+
+# ---- simulated traffic in, tables out ---------------------------------------------------
+
+S = 1_000_000
+HOUR = 3600 * S
+RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
+Usage = dict[tuple[str, str, int, str], tuple[int, int]]
+
+
+def setup(stack: Config, name: str, settle_hours: float, state_dir: Path | None = None) -> Config:
+    """An isolated config whose audit waits *settle_hours*: longer than the simulated delays,
+    so an exists is verified only once the late notifications it depends on arrived."""
+    config = isolated(stack, name)
+    config = dataclasses.replace(
+        config, usage=dataclasses.replace(config.usage, settle_seconds=settle_hours * 3600))
+    if state_dir is not None:
+        config = dataclasses.replace(config, local=dataclasses.replace(config.local,
+                                                                       state_dir=state_dir))
+    ensure_topics(config)
+    return config
+
+
+def envelopes(traffic: Traffic) -> list[Envelope]:
+    return simulated_envelopes(traffic, RECEIVED)
+
+
+def produce(config: Config, items: list[Envelope]) -> None:
+    """Write *items* to the notifications topic as the bridge would (key: instance uuid)."""
+    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
+    for env in items:
+        while True:
+            try:
+                producer.produce(config.kafka.topic("notifications"), key=env.kafka_key(),
+                                 value=env.to_json())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+
+def truth_usage(traffic: Traffic) -> Usage:
+    return {(i["cell"], i["instance_id"], to_us(u["period_start"]) or 0, u["flavor_id"]): (
+        int(Decimal(u["seconds"]) * S), int(Decimal(u["running_seconds"]) * S))
+        for i in traffic.truth["instances"] for u in i["usage"]}
+
+
+def table_usage(config: Config) -> Usage:
+    """Current instance_usage rows with some usage (a row corrected to nothing holds zeros)."""
+    return {(r["cell"], r["instance_id"], to_us(r["period_start"].isoformat()) or 0,
+             r["flavor_id"]): (r["microseconds"], r["running_microseconds"])
+            for r in read_current(config, "instance_usage").to_pylist()
+            if r["microseconds"] or r["running_microseconds"]}
+
+
+def state_events(items: list[Envelope]) -> set[str]:
+    """Message ids of the notifications that make a lifecycle history row (once each)."""
+    rules = load_rules()
+    return {o.message_id for o in map(lambda e: observe(e, rules), items)
+            if o is not None and o.effect.sets}
+
+
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """*config* (one cell on the local stack) as the YAML file a ``stacktide`` child process
+    reads: the bridge's queues and the jobs' settings are the test's own, like its topics."""
+    c = config
+    path.write_text(yaml.safe_dump({
+        "cells": [{"name": "cell1",
+                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{c.local.rabbitmq_port}/",
+                   "durable_exchanges": c.cells[0].durable_exchanges}],
+        "kafka": {"bootstrap_servers": c.kafka.bootstrap_servers,
+                  "topic_prefix": c.kafka.topic_prefix, "partitions": c.kafka.partitions},
+        "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,
+                    "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace,
+                    **({"user": c.iceberg.user, "password": c.iceberg.password}
+                       if c.iceberg.user else {}),
+                    **({"s3": dataclasses.asdict(c.iceberg.s3)} if c.iceberg.s3 else {})},
+        "bridge": dataclasses.asdict(c.bridge),
+        "jobs": dataclasses.asdict(c.jobs),
+        "local": {"state_dir": str(c.local.state_dir), "rabbitmq_port": c.local.rabbitmq_port,
+                  "kafka_port": c.local.kafka_port,
+                  "kafka_controller_port": c.local.kafka_controller_port},
+        "usage": {"period": c.usage.period, "settle_seconds": c.usage.settle_seconds},
+    }))
+    return path
+
+
+def current_rows(config: Config) -> dict[str, Any]:
+    """What a reader sees: the current rows without their revision numbers (how often a row
+    changed depends on when watermarks and checkpoints came), the histories, the archive."""
+    catalog, ns = load_catalog(config.iceberg), config.iceberg.namespace
+
+    def drop(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted(tuple((k, v) for k, v in r.items() if k != "revision") for r in rows)
+
+    def history(name: str) -> list[tuple[Any, ...]]:
+        return drop(catalog.load_table(f"{ns}.{name}").scan().to_arrow().to_pylist())
+
+    def now(name: str) -> list[tuple[Any, ...]]:
+        rows = catalog.load_table(f"{ns}.{name}").scan().to_arrow()
+        return drop(current(rows, TABLES[name].identifier).to_pylist())
+
+    return {
+        "usage": table_usage(config),
+        **{name: now(name) for name in ("instances", "usage_audit", "requests", "errors")},
+        "instance_events": history("instance_events"),
+        "archive": sorted(catalog.load_table(f"{ns}.notifications").scan(
+            selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()),
+    }
+
+
+def difference(got: Any, want: Any) -> dict[str, Any]:
+    """What only one side has, a few of each: an assertion message a person can read."""
+    a, b = (set(x.items()) if isinstance(x, dict) else set(x) for x in (got, want))
+    return {"only_restarted": sorted(a - b, key=repr)[:5],
+            "only_undisturbed": sorted(b - a, key=repr)[:5], "counts": (len(got), len(want))}

@@ -29,7 +29,7 @@ from typing import Any
 
 from stacktide.schema import CapturedMessage
 from stacktide.simulate.model import SECOND, new_uuid
-from stacktide.simulate.nova import Rendered, old_time
+from stacktide.simulate.nova import AMQP_PROPERTIES, Rendered, old_time
 
 KINDS = ("no_valid_host", "compute_error", "volume_attach", "port_failure")
 EXCHANGES = {"nova": "nova", "cinder": "openstack", "neutron": "neutron"}
@@ -61,7 +61,7 @@ class Message:
         topic = "notifications" if self.fmt == "legacy" else "versioned_notifications"
         return CapturedMessage(self.cell, self.exchange,
                                f"{topic}.{self.message['priority'].lower()}", body,
-                               {"content_type": "application/json", "content_encoding": "utf-8"})
+                               dict(AMQP_PROPERTIES))
 
 
 class _Request:

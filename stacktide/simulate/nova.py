@@ -21,6 +21,11 @@ from typing import Any
 from stacktide.schema import CapturedMessage
 from stacktide.simulate.model import SECOND, Emission, FlavorSpec, Identity, Snap, new_uuid
 
+AMQP_PROPERTIES = {"content_type": "application/json", "content_encoding": "utf-8",
+                   "delivery_mode": 2}
+"""What oslo's notifier sets that matters to a broker: persistent messages (delivery mode 2),
+which a durable queue keeps through a broker restart; transient ones it drops."""
+
 FORMATS = ("legacy", "versioned", "both")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _VERSIONED_NAMES = {"resize.prep": "resize_prep", "finish_resize": "resize_finish",
@@ -52,8 +57,7 @@ class Rendered:
                                                            "oslo.message": inner})
         topic = "notifications" if self.fmt == "legacy" else "versioned_notifications"
         return CapturedMessage(self.cell, "nova", f"{topic}.{self.message['priority'].lower()}",
-                               body, {"content_type": "application/json",
-                                      "content_encoding": "utf-8"})
+                               body, dict(AMQP_PROPERTIES))
 
 
 def old_time(us: int | None) -> str:

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,15 @@ from connectors.bridge import Bridge
 from connectors.kafka_producer import MAX_DEAD_LETTER_BYTES, REFUSED_BYTES
 from connectors.replay import publish
 from connectors.wire import scrub_body
-from stacktide.config import PRIORITIES, Config, config_from_mapping
-from stacktide.local import down, kafka, rabbitmq, up
+from stacktide.config import PRIORITIES, BridgeConfig, Config, config_from_mapping
+from stacktide.local import kafka, rabbitmq
 from stacktide.local.kafka import ensure_topics
 from stacktide.local.process import wait_for
 from stacktide.schema import CapturedMessage
-from tests.conftest import SLOT
+from tests.helpers import queue_depth
 
 pytestmark = pytest.mark.stack
 
-FAULT_PORTS = {"rabbitmq_port": 5747 + 1000 * SLOT, "kafka_port": 9347 + 1000 * SLOT,
-               "kafka_controller_port": 9348 + 1000 * SLOT}
 STACKTIDE = Path(sys.executable).parent / "stacktide"
 SECRET = "dl-5ecr3t-token"
 BIG = 10 * 1024 * 1024
@@ -206,17 +203,6 @@ def test_a_write_its_topic_refuses_as_too_large_is_dead_lettered_and_never_stall
 
 # ---- processes and brokers killed mid-stream (dedicated stack) -----------------------------
 
-@pytest.fixture(scope="module")
-def fault_stack(stack: Config, make_stack_config: Callable[..., Config]) -> Iterator[Config]:
-    """A stack of its own (the session's lock is held through ``stack``), restarted at will."""
-    config: Config = make_stack_config(stack.local.state_dir.parent / "fault-stack", **FAULT_PORTS)
-    down(config)
-    shutil.rmtree(config.local.state_dir, ignore_errors=True)
-    up(config)
-    yield config
-    down(config)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -319,3 +305,70 @@ def test_rabbitmq_restart_mid_stream_loses_nothing(fault_stack: Config) -> None:
 def test_kafka_restart_mid_stream_loses_nothing(fault_stack: Config) -> None:
     _restart_mid_stream(fault_stack, kafka.restart, "kafka")
 
+
+
+# ---- durable exchanges: the bindings through a RabbitMQ restart ----------------------------
+
+def _exchange_config(fault_stack: Config, tag: str, durable: bool, **bridge: Any) -> Config:
+    """One cell, one exchange and one topic of its own (*tag*), durable or oslo's default."""
+    data = config_data(fault_stack, tag, **bridge)
+    data["cells"][0].update(exchanges=[tag], topics=[tag], durable_exchanges=durable)
+    return make(data, fault_stack)
+
+
+def _service_message(config: Config, run: str) -> CapturedMessage:
+    cell = config.cells[0]
+    return CapturedMessage.from_wire(cell.name, cell.exchanges[0], f"{cell.topics[0]}.info",
+                                     notification(run), {"content_type": "application/json",
+                                                         "delivery_mode": 2})
+
+
+def test_durable_exchanges_keep_the_bridge_queues_bound_through_a_rabbitmq_restart(
+        fault_stack: Config) -> None:
+    """What a service publishes right after a restart, before any bridge is back, reaches the
+    bridge's queue only when the exchange is durable; oslo's non-durable one is created anew
+    by the publisher, without the binding."""
+    run = uuid.uuid4().hex[:6]
+    durable = _exchange_config(fault_stack, f"dur{run}", True)
+    plain = _exchange_config(fault_stack, f"eph{run}", False)
+    queues = {}
+    for config in (durable, plain):
+        queues[config.cells[0].durable_exchanges] = Bridge(config).cells[0].declare()[0]
+    rabbitmq.restart(fault_stack)
+    for config in (durable, plain):  # the services' notifiers declare their exchange first
+        assert publish(config, [_service_message(config, f"{run}-{config.cells[0].name}")]) == 1
+    assert queue_depth(durable, queues[True]) == 1
+    assert queue_depth(plain, queues[False]) == 0  # the queue survived, its binding did not
+    assert queue_depth(plain, f"eph{run}.info") == 1  # the service's own default queue has it
+
+
+def test_bridge_back_soon_after_a_rabbitmq_restart(fault_stack: Config) -> None:
+    """With the default back-off the bridge consumes again within seconds of the broker being
+    up (the window in which a non-durable exchange loses notifications), and what was
+    published at once on a durable exchange reaches Kafka. Prints the window."""
+    run = uuid.uuid4().hex[:6]
+    defaults = BridgeConfig()
+    config = _exchange_config(fault_stack, f"win{run}", True,
+                              reconnect_initial_s=defaults.reconnect_initial_s,
+                              reconnect_max_s=defaults.reconnect_max_s)
+    bridge = Bridge(config)
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: bridge.cells[0].connected, 60, 0.01)
+        began = time.monotonic()
+        rabbitmq.restart(fault_stack)
+        up = time.monotonic()
+        assert publish(config, [_service_message(config, f"{run}-after")]) == 1
+        early = not bridge.cells[0].connected
+        assert wait_for(lambda: bridge.cells[0].connected, 120, 0.01)
+        bound = time.monotonic()
+        assert [json.loads(m.value())["message_id"] for m in read_topic(config, "notifications", 1)
+                ] == [f"{run}-after"]
+    finally:
+        bridge.stop.set()
+        thread.join(timeout=60)
+    print(f"\nRabbitMQ restart: down and up in {up - began:.1f} s; the bridge (reconnect "
+          f"{defaults.reconnect_initial_s:g} s doubling to {defaults.reconnect_max_s:g} s) bound "
+          f"again {bound - up:.2f} s after the broker was up; published "
+          f"{'before' if early else 'after'} it was back")

@@ -33,8 +33,10 @@ from stacktide.local.flink_cluster import FlinkCluster
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
-from tests.e2e.test_usage_path import (
+from tests.helpers import (
+    committed,
     envelopes,
+    fresh_environment,
     produce,
     setup,
     state_events,
@@ -42,7 +44,6 @@ from tests.e2e.test_usage_path import (
     truth_usage,
     write_config,
 )
-from tests.helpers import committed, fresh_environment
 
 pytestmark = pytest.mark.stack
 

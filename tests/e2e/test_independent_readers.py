@@ -35,8 +35,7 @@ from stacktide.schema import TABLES, Envelope, TableDef
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
-from tests.e2e.test_usage_path import envelopes, produce
-from tests.helpers import fresh_environment, isolated
+from tests.helpers import envelopes, fresh_environment, isolated, produce
 from tests.host_agent.domains import write_node
 
 pytestmark = pytest.mark.stack

@@ -34,16 +34,16 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from tests.e2e.test_sql_command import counts, sql
-from tests.e2e.test_usage_path import (
+from tests.helpers import (
     S,
     envelopes,
+    fresh_environment,
     produce,
     setup,
     table_usage,
     truth_usage,
     write_config,
 )
-from tests.helpers import fresh_environment
 
 pytestmark = pytest.mark.stack
 

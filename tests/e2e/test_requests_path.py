@@ -30,8 +30,7 @@ from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
-from tests.e2e.test_usage_path import envelopes, produce, write_config
-from tests.helpers import isolated, read_topic
+from tests.helpers import envelopes, isolated, produce, read_topic, write_config
 
 pytestmark = pytest.mark.stack
 

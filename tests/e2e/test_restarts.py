@@ -28,55 +28,26 @@ import pytest
 
 from jobs.command import JOB_NAME, caught_up, end_offsets, run_jobs
 from jobs.environment import latest_checkpoint, restore_point, stopped_savepoints
-from stacktide.catalog import load_catalog
 from stacktide.config import Config
-from stacktide.schema import TABLES, Envelope
+from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
-from stacktide.usage_report import current
-from tests.e2e.test_usage_path import (
+from tests.helpers import (
+    committed,
+    current_rows,
+    difference,
     envelopes,
+    fresh_environment,
     produce,
     setup,
     table_usage,
     truth_usage,
+    wait_for,
     write_config,
 )
-from tests.helpers import committed, fresh_environment, wait_for
 
 pytestmark = pytest.mark.stack
-
-def current_rows(config: Config) -> dict[str, Any]:
-    """What a reader sees: the current rows without their revision numbers (how often a row
-    changed depends on when watermarks and checkpoints came), the histories, the archive."""
-    catalog, ns = load_catalog(config.iceberg), config.iceberg.namespace
-
-    def drop(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        return sorted(tuple((k, v) for k, v in r.items() if k != "revision") for r in rows)
-
-    def history(name: str) -> list[tuple[Any, ...]]:
-        return drop(catalog.load_table(f"{ns}.{name}").scan().to_arrow().to_pylist())
-
-    def now(name: str) -> list[tuple[Any, ...]]:
-        rows = catalog.load_table(f"{ns}.{name}").scan().to_arrow()
-        return drop(current(rows, TABLES[name].identifier).to_pylist())
-
-    return {
-        "usage": table_usage(config),
-        **{name: now(name) for name in ("instances", "usage_audit", "requests", "errors")},
-        "instance_events": history("instance_events"),
-        "archive": sorted(catalog.load_table(f"{ns}.notifications").scan(
-            selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()),
-    }
-
-
-def difference(got: Any, want: Any) -> dict[str, Any]:
-    """What only one side has, a few of each: an assertion message a person can read."""
-    a, b = (set(x.items()) if isinstance(x, dict) else set(x) for x in (got, want))
-    return {"only_restarted": sorted(a - b, key=repr)[:5],
-            "only_undisturbed": sorted(b - a, key=repr)[:5], "counts": (len(got), len(want))}
-
 
 @pytest.fixture(scope="module")
 def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]:

@@ -36,16 +36,16 @@ from stacktide.simulate.traffic import generate
 from tests.conftest import S3Server
 from tests.e2e.test_independent_readers import rows
 from tests.e2e.test_sql_command import counts
-from tests.e2e.test_usage_path import (
+from tests.helpers import (
     S,
     envelopes,
+    fresh_environment,
     produce,
     setup,
     table_usage,
     truth_usage,
     write_config,
 )
-from tests.helpers import fresh_environment
 
 
 def bucket_of(server: S3Server, name: str) -> str:

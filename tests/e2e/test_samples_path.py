@@ -36,8 +36,8 @@ from stacktide.config import DEFAULT_CONFIG, Config, UdpConfig
 from stacktide.local.kafka import ensure_topics
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.traffic import Traffic, generate
-from tests.e2e.test_usage_path import envelopes, flink_query, produce
-from tests.helpers import isolated, read_topic
+from tests.e2e.test_usage_path import flink_query
+from tests.helpers import envelopes, isolated, produce, read_topic
 from tests.host_agent.domains import write_node
 
 pytestmark = pytest.mark.stack
@@ -212,7 +212,7 @@ def test_a_bridge_with_cells_and_a_udp_section_forwards_both(stack: Config, tmp_
     and the statsd datagrams to the samples topic."""
     from connectors.bridge import Bridge
     from connectors.replay import publish
-    from tests.e2e.test_usage_path import write_config
+    from tests.helpers import write_config
 
     port = _free_udp_port()
     config = dataclasses.replace(isolated(stack, "cellsudp"),

@@ -20,8 +20,7 @@ from stacktide.config import Config
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.traffic import generate
 from stacktide.usage_report import read_current
-from tests.e2e.test_usage_path import envelopes, produce, setup, write_config
-from tests.helpers import fresh_environment
+from tests.helpers import envelopes, fresh_environment, produce, setup, write_config
 
 pytestmark = pytest.mark.stack
 

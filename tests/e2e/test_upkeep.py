@@ -38,16 +38,18 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from stacktide.upkeep import ancestry, last_flink_commit, local_path
-from tests.e2e.test_usage_path import (
+from tests.helpers import (
+    committed,
     envelopes,
+    fresh_environment,
     produce,
     setup,
     state_events,
     table_usage,
     truth_usage,
+    wait_for,
     write_config,
 )
-from tests.helpers import committed, fresh_environment, wait_for
 
 pytestmark = pytest.mark.stack
 

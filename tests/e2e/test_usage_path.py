@@ -20,76 +20,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from confluent_kafka import Producer
 
 from connectors.bridge import Bridge
 from connectors.replay import publish
 from jobs import queries
 from jobs.command import run_jobs
-from jobs.lifecycle import load_rules, observe, to_us
+from jobs.lifecycle import to_us
 from stacktide.catalog import load_catalog
 from stacktide.cli import main
 from stacktide.config import Config
-from stacktide.local.kafka import ensure_topics
-from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
 from stacktide.usage_report import read_current, usage_rows
-from tests.helpers import isolated, simulated_envelopes
+from tests.helpers import (
+    HOUR,
+    S,
+    envelopes,
+    produce,
+    setup,
+    state_events,
+    table_usage,
+    truth_usage,
+    write_config,
+)
 
 pytestmark = pytest.mark.stack
 
-S = 1_000_000
-HOUR = 3600 * S
-RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
-Usage = dict[tuple[str, str, int, str], tuple[int, int]]
-
-
-def setup(stack: Config, name: str, settle_hours: float, state_dir: Path | None = None) -> Config:
-    """An isolated config whose audit waits *settle_hours*: longer than the simulated delays,
-    so an exists is verified only once the late notifications it depends on arrived."""
-    config = isolated(stack, name)
-    config = dataclasses.replace(
-        config, usage=dataclasses.replace(config.usage, settle_seconds=settle_hours * 3600))
-    if state_dir is not None:
-        config = dataclasses.replace(config, local=dataclasses.replace(config.local,
-                                                                       state_dir=state_dir))
-    ensure_topics(config)
-    return config
-
-
-def envelopes(traffic: Traffic) -> list[Envelope]:
-    return simulated_envelopes(traffic, RECEIVED)
-
-
-def produce(config: Config, items: list[Envelope]) -> None:
-    """Write *items* to the notifications topic as the bridge would (key: instance uuid)."""
-    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
-    for env in items:
-        while True:
-            try:
-                producer.produce(config.kafka.topic("notifications"), key=env.kafka_key(),
-                                 value=env.to_json())
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(60) == 0
-
-
-def truth_usage(traffic: Traffic) -> Usage:
-    return {(i["cell"], i["instance_id"], to_us(u["period_start"]) or 0, u["flavor_id"]): (
-        int(Decimal(u["seconds"]) * S), int(Decimal(u["running_seconds"]) * S))
-        for i in traffic.truth["instances"] for u in i["usage"]}
-
-
-def table_usage(config: Config) -> Usage:
-    """Current instance_usage rows with some usage (a row corrected to nothing holds zeros)."""
-    return {(r["cell"], r["instance_id"], to_us(r["period_start"].isoformat()) or 0,
-             r["flavor_id"]): (r["microseconds"], r["running_microseconds"])
-            for r in read_current(config, "instance_usage").to_pylist()
-            if r["microseconds"] or r["running_microseconds"]}
 
 
 def check_audit(config: Config, traffic: Traffic,
@@ -132,13 +89,6 @@ def drop_exists(traffic: Traffic, n: int, before: int) -> dict[str, tuple[str, s
         if e["periodic"] and e["message_id"] not in corrupted
         and (to_us(e["audit_period_ending"]) or 0) <= before)
     return dict(random.Random(traffic.truth["seed"]).sample(candidates, n))
-
-
-def state_events(items: list[Envelope]) -> set[str]:
-    """Message ids of the notifications that make a lifecycle history row (once each)."""
-    rules = load_rules()
-    return {o.message_id for o in map(lambda e: observe(e, rules), items)
-            if o is not None and o.effect.sets}
 
 
 def test_usage_and_audit_equal_the_ground_truth(stack: Config) -> None:
@@ -249,24 +199,3 @@ def test_through_rabbitmq_and_the_bridge(stack: Config, tmp_path: Path,
     assert main(command) == 0
     text = capsys.readouterr().out.splitlines()
     assert len(text) == len(want) + 2 and text[-1].startswith(f"{len(want)} rows; total ")
-
-
-def write_config(config: Config, path: Path) -> Path:
-    c = config
-    path.write_text(yaml.safe_dump({
-        "cells": [{"name": "cell1",
-                   "transport_url": f"rabbit://guest:guest@127.0.0.1:{c.local.rabbitmq_port}/"}],
-        "kafka": {"bootstrap_servers": c.kafka.bootstrap_servers,
-                  "topic_prefix": c.kafka.topic_prefix},
-        "iceberg": {"catalog_name": c.iceberg.catalog_name, "uri": c.iceberg.uri,
-                    "warehouse": c.iceberg.warehouse, "namespace": c.iceberg.namespace,
-                    **({"user": c.iceberg.user, "password": c.iceberg.password}
-                       if c.iceberg.user else {}),
-                    **({"s3": dataclasses.asdict(c.iceberg.s3)} if c.iceberg.s3 else {})},
-        "jobs": {"checkpoint_interval_s": c.jobs.checkpoint_interval_s},
-        "local": {"state_dir": str(c.local.state_dir), "rabbitmq_port": c.local.rabbitmq_port,
-                  "kafka_port": c.local.kafka_port,
-                  "kafka_controller_port": c.local.kafka_controller_port},
-        "usage": {"period": c.usage.period, "settle_seconds": c.usage.settle_seconds},
-    }))
-    return path

@@ -35,6 +35,15 @@ def test_shipped_config_loads() -> None:
     assert config.iceberg.uri.endswith("/.stacktide/iceberg/catalog.db")
 
 
+def test_durable_exchanges_per_cell_default_to_oslos_non_durable(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, (
+        "cells:\n"
+        "  - {name: a, transport_url: 'rabbit://h1'}\n"
+        "  - {name: b, transport_url: 'rabbit://h2', durable_exchanges: true}\n")))
+    assert [c.durable_exchanges for c in config.cells] == [False, True]
+    assert config.bridge.reconnect_max_s == 5.0
+
+
 def test_relative_state_dir_resolves_against_the_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "local: {state_dir: st}\n"))
     assert config.local.state_dir == tmp_path / "st"
@@ -76,6 +85,8 @@ def test_relative_state_dir_resolves_against_the_file(tmp_path: Path) -> None:
         ("local: {flink_rest_port: 70000}", "local.flink_rest_port", "a port number"),
         ("jobs: {jobmanager: 'flink:web'}", "jobs.jobmanager", "host:port"),
         ("local: {flink_rpc_port: 0}", "local.flink_rpc_port", "a positive integer"),
+        ("cells: [{name: c1, transport_url: 'rabbit://h', durable_exchanges: 'yes'}]",
+         "cells[0].durable_exchanges", "true or false"),
     ],
 )
 def test_bad_line_names_file_key_and_expectation(tmp_path: Path, text: str, key: str,
