@@ -272,7 +272,7 @@ def test_bridge_options_load_and_bad_ones_stop_start_up() -> None:
                                  "f.yaml", base=Path("/"))
     b = config.bridge
     assert (b.quorum_queues, b.metrics_port, b.metrics_host, b.lag_interval_s) == (True, 9464, "0.0.0.0", 2.0)
-    assert (b.reconnect_initial_s, b.reconnect_max_s, b.shutdown_timeout_s) == (1.0, 30.0, 30.0)
+    assert (b.reconnect_initial_s, b.reconnect_max_s, b.shutdown_timeout_s) == (1.0, 5.0, 30.0)
     for bad, key in (({"quorum_queues": "yes"}, "bridge.quorum_queues"),
                      ({"metrics_port": 70000}, "bridge.metrics_port"),
                      ({"reconnect_initial_s": 5, "reconnect_max_s": 1}, "bridge.reconnect_max_s"),
