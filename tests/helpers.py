@@ -12,9 +12,12 @@ another run's tables (:func:`current_rows`, :func:`difference`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,7 +37,9 @@ from stacktide.local import rabbitmq
 from stacktide.local.kafka import ensure_topics
 from stacktide.local.process import fresh_environment as fresh_environment  # tests import it here
 from stacktide.schema import TABLES, Envelope
-from stacktide.simulate.traffic import Traffic
+from stacktide.simulate.cloud import Params
+from stacktide.simulate.delivery import Delivery
+from stacktide.simulate.traffic import Traffic, generate
 from stacktide.usage_report import current, read_current
 
 
@@ -251,6 +256,56 @@ def write_config(config: Config, path: Path) -> Path:
         "usage": {"period": c.usage.period, "settle_seconds": c.usage.settle_seconds},
     }))
     return path
+
+
+def small_cloud_through_the_jobs(config: Config, seed: int, child: Path | None = None,
+                                 ) -> tuple[Traffic, Usage, list[str]]:
+    """30 instances over 12 hours (reordered, some late, some twice) through a bounded run of
+    the jobs on *config*'s catalog and warehouse: usage equals the truth to the microsecond and
+    the archive holds each message once. (traffic, expected usage, archived message ids).
+
+    With *child* (a configuration file of *config*), the jobs run as ``stacktide jobs run`` in
+    a process of its own, as an operator runs them: a JVM that earlier tests started in this
+    process has its class path already, without the jars this configuration may need."""
+    from jobs.command import run_jobs
+
+    traffic = generate(Params(seed=seed, instances=30, hours=12), "legacy",
+                       Delivery(seed, reorder_window_s=60.0, delay_fraction=0.03,
+                                delay_hours=(0.5, 1.5), duplicate_fraction=0.05))
+    items = envelopes(traffic)
+    assert len(items) > len({e.message_id for e in items})  # some arrive twice
+    produce(config, items)
+    if child is None:
+        assert run_jobs(config, bounded=True, fresh=True)
+    else:
+        done = subprocess.run([sys.executable, "-m", "stacktide.cli", "--config", str(child),
+                               "jobs", "run", "--bounded", "--fresh"], capture_output=True,
+                              text=True, env=fresh_environment(), check=False, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+    expected = truth_usage(traffic)
+    assert len({k[1] for k in expected}) >= 25
+    assert table_usage(config) == expected
+    archive = load_catalog(config.iceberg).load_table(f"{config.iceberg.namespace}.notifications")
+    ids = archive.scan(selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()
+    assert Counter(ids) == Counter({e.message_id for e in items})  # every one, once
+    return traffic, expected, ids
+
+
+def check_tenant_usage(conf: Path, traffic: Traffic, expected: Usage, capsys: Any) -> None:
+    """``stacktide usage --tenant`` from the configuration file *conf* gives the first
+    tenant's rows of *expected*, and their totals (existence, running) to the microsecond."""
+    from stacktide.cli import main
+
+    tenant = traffic.truth["instances"][0]["tenant_id"]
+    mine = {(i["cell"], i["instance_id"]) for i in traffic.truth["instances"]
+            if i["tenant_id"] == tenant}
+    capsys.readouterr()
+    assert main(["--config", str(conf), "usage", "--tenant", tenant, "--output", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    want = {k: v for k, v in expected.items() if k[:2] in mine}
+    assert len(doc["rows"]) == len(want) > 0
+    assert Decimal(doc["total"]["seconds"]) * S == sum(us for us, _ in want.values())
+    assert Decimal(doc["total"]["running_seconds"]) * S == sum(r for _, r in want.values())
 
 
 def current_rows(config: Config) -> dict[str, Any]:

@@ -10,13 +10,10 @@ in PostgreSQL, and the password must appear in no output and no log.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import socket
 import subprocess
 import sys
-from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,24 +21,16 @@ import psycopg2
 import pytest
 import yaml
 
-from jobs.command import run_jobs
-from stacktide.catalog import load_catalog
 from stacktide.cli import main
 from stacktide.config import Config
 from stacktide.local.postgres import Cluster
 from stacktide.schema import TABLES
-from stacktide.simulate.cloud import Params
-from stacktide.simulate.delivery import Delivery
-from stacktide.simulate.traffic import generate
 from tests.e2e.test_sql_command import counts, sql
 from tests.helpers import (
-    S,
-    envelopes,
+    check_tenant_usage,
     fresh_environment,
-    produce,
     setup,
-    table_usage,
-    truth_usage,
+    small_cloud_through_the_jobs,
     write_config,
 )
 
@@ -73,22 +62,8 @@ def test_jobs_readers_and_sql_share_a_postgres_catalog(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     config = on_postgres(setup(stack, "pgcat", settle_hours=2), postgres)
-    traffic = generate(Params(seed=13, instances=30, hours=12), "legacy",
-                       Delivery(13, reorder_window_s=60.0, delay_fraction=0.03,
-                                delay_hours=(0.5, 1.5), duplicate_fraction=0.05))
-    items = envelopes(traffic)
-    assert len(items) > len({e.message_id for e in items})  # some arrive twice
-    produce(config, items)
-    assert run_jobs(config, bounded=True, fresh=True)
-
     # Written by Flink through PostgreSQL, read back by pyiceberg through PostgreSQL.
-    expected = truth_usage(traffic)
-    assert len({k[1] for k in expected}) >= 25
-    assert table_usage(config) == expected
-    archive = load_catalog(config.iceberg).load_table(
-        f"{config.iceberg.namespace}.notifications").scan(selected_fields=("message_id",)).to_arrow()
-    ids = archive.column("message_id").to_pylist()
-    assert Counter(ids) == Counter({e.message_id for e in items})  # every one, once
+    traffic, expected, ids = small_cloud_through_the_jobs(config, seed=13)
 
     # The catalog's rows are in PostgreSQL, pointing into the warehouse; the archive's points
     # past the metadata pyiceberg created: Flink's commits went through the same rows.
@@ -101,15 +76,7 @@ def test_jobs_readers_and_sql_share_a_postgres_catalog(
     # The commands, from a configuration file naming the PostgreSQL catalog.
     conf = write_config(config, tmp_path / "c.yaml")
     assert yaml.safe_load(conf.read_text())["iceberg"]["uri"] == postgres.jdbc_uri
-    tenant = traffic.truth["instances"][0]["tenant_id"]
-    mine = {(i["cell"], i["instance_id"]) for i in traffic.truth["instances"]
-            if i["tenant_id"] == tenant}
-    capsys.readouterr()
-    assert main(["--config", str(conf), "usage", "--tenant", tenant, "--output", "json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    want = {k: v for k, v in expected.items() if k[:2] in mine}
-    assert len(doc["rows"]) == len(want) > 0
-    assert Decimal(doc["total"]["seconds"]) * S == sum(us for us, _ in want.values())
+    check_tenant_usage(conf, traffic, expected, capsys)
     out = sql(conf, "-e", "SELECT COUNT(*) AS n FROM notifications")
     assert counts(out) == [len(ids)]
 

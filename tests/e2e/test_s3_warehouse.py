@@ -17,33 +17,25 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from jobs.command import run_jobs
 from stacktide.catalog import load_catalog
 from stacktide.cli import main
 from stacktide.config import S3_SECRET_ENV, Config, S3Config
 from stacktide.readers import iceberg_duckdb
 from stacktide.schema import TABLES
-from stacktide.simulate.cloud import Params
-from stacktide.simulate.delivery import Delivery
-from stacktide.simulate.traffic import generate
 from tests.conftest import S3Server
 from tests.e2e.test_independent_readers import rows
 from tests.e2e.test_sql_command import counts
 from tests.helpers import (
-    S,
-    envelopes,
+    check_tenant_usage,
     fresh_environment,
-    produce,
     setup,
-    table_usage,
-    truth_usage,
+    small_cloud_through_the_jobs,
     write_config,
 )
 
@@ -79,22 +71,14 @@ def test_jobs_and_readers_share_an_s3_warehouse(
     caplog.set_level(logging.INFO)
     bucket = bucket_of(s3_server, "stacktide")
     config = on_s3(setup(stack, "s3wh", settle_hours=2), s3_server, bucket)
-    traffic = generate(Params(seed=17, instances=30, hours=12), "legacy",
-                       Delivery(17, reorder_window_s=60.0, delay_fraction=0.03,
-                                delay_hours=(0.5, 1.5), duplicate_fraction=0.05))
-    items = envelopes(traffic)
-    assert len(items) > len({e.message_id for e in items})  # some arrive twice
-    produce(config, items)
-    assert run_jobs(config, bounded=True, fresh=True)
-
     # Written by Flink into the bucket, read back by pyiceberg from the bucket.
-    expected = truth_usage(traffic)
-    assert len({k[1] for k in expected}) >= 25
-    assert table_usage(config) == expected
+    # The jobs in a process of their own (``stacktide jobs run``): S3FileIO, in Iceberg's
+    # Flink runtime jar, finds the AWS SDK of iceberg-aws-bundle only when the JVM starts with
+    # both, and the JVM of this process started with the tests before this one.
+    jobs_conf = write_config(config, tmp_path / "jobs.yaml")
+    traffic, expected, ids = small_cloud_through_the_jobs(config, seed=17, child=jobs_conf)
     catalog = load_catalog(config.iceberg)
     archive = catalog.load_table(f"{config.iceberg.namespace}.notifications")
-    ids = archive.scan(selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()
-    assert Counter(ids) == Counter({e.message_id for e in items})  # every one, once
 
     # Every file a table references is an object of the bucket; none went to the local disk.
     stored = objects(s3_server, bucket)
@@ -129,16 +113,7 @@ def test_jobs_and_readers_share_an_s3_warehouse(
     secret = s3_server.secret_access_key
     assert secret not in conf.read_text()
     monkeypatch.setenv(S3_SECRET_ENV, secret)
-    tenant = traffic.truth["instances"][0]["tenant_id"]
-    mine = {(i["cell"], i["instance_id"]) for i in traffic.truth["instances"]
-            if i["tenant_id"] == tenant}
-    capsys.readouterr()
-    assert main(["--config", str(conf), "usage", "--tenant", tenant, "--output", "json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    want = {k: v for k, v in expected.items() if k[:2] in mine}
-    assert len(doc["rows"]) == len(want) > 0
-    assert Decimal(doc["total"]["seconds"]) * S == sum(us for us, _ in want.values())
-    assert Decimal(doc["total"]["running_seconds"]) * S == sum(r for _, r in want.values())
+    check_tenant_usage(conf, traffic, expected, capsys)
     # Flink reads the bucket too (stacktide sql, a process of its own).
     done = subprocess.run([sys.executable, "-m", "stacktide.cli", "--config", str(conf), "sql",
                            "-e", "SELECT COUNT(*) AS n FROM notifications"],

