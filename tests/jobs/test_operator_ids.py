@@ -67,9 +67,13 @@ def main(parallelism: int, state_dir: Path) -> None:
     from jobs.environment import iterate, stream_graph
 
     config = load_config()
+    home = state_dir / "iceberg"  # the catalog too: both children create every table at once
+    home.mkdir(parents=True)
     config = dataclasses.replace(
         config, jobs=dataclasses.replace(config.jobs, parallelism=parallelism),
-        local=dataclasses.replace(config.local, state_dir=state_dir))
+        local=dataclasses.replace(config.local, state_dir=state_dir),
+        iceberg=dataclasses.replace(config.iceberg, uri=f"jdbc:sqlite:{home / 'catalog.db'}",
+                                    warehouse=(home / "warehouse").as_uri()))
     graph = stream_graph(build_jobs(config, bounded=False, restore=None), JOB_NAME)
     vertices = [{"name": str(v.getName()), "parallelism": int(v.getParallelism()),
                  "max_parallelism": int(v.getMaxParallelism()),
