@@ -303,11 +303,14 @@ class Monitor:
         self.stop.set()
         self.thread.join(timeout=30)
 
+    def _consumer(self) -> Consumer:
+        return Consumer({"bootstrap.servers": self.config.kafka.bootstrap_servers,
+                         "group.id": "stacktide-fault-monitor", "log_level": 2,
+                         "enable.auto.commit": False})
+
     def _loop(self) -> None:
         topic = self.config.kafka.topic("notifications")
-        consumer = Consumer({"bootstrap.servers": self.config.kafka.bootstrap_servers,
-                             "group.id": "stacktide-fault-monitor", "log_level": 2,
-                             "enable.auto.commit": False})
+        consumer = self._consumer()
         catalog = load_catalog(self.config.iceberg)
         archive = f"{self.config.iceberg.namespace}.notifications"
         partitions = list(range(self.config.kafka.partitions))
@@ -317,8 +320,10 @@ class Monitor:
                 try:
                     end = sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=1.0)[1]
                               for p in partitions)
-                except Exception:  # Kafka down: no sample
+                except Exception:  # Kafka down: no sample, and a new client for the next one
                     end = None
+                    consumer.close()  # (one kept across a restart may never answer again)
+                    consumer = self._consumer()
                 if end is not None and (not self.offsets or self.offsets[-1][1] != end):
                     self.offsets.append((now, end))
                 try:
@@ -448,10 +453,29 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
                 raise TimeoutError(f"the instance job read less than {want:.0f} in {timeout_s} s")
             time.sleep(0.5)
 
+    queue = queue_name(config.bridge.queue_prefix, config.cells[0].name, "nova")
+    quiet = threading.Event()
+
+    def status(every_s: float = 60.0) -> None:
+        """Where the traffic is, every *every_s*: a stall shows which piece holds it."""
+        admin = kafka_admin()
+        while not quiet.wait(every_s):
+            try:
+                depth: int | str = queue_depth(config, queue)
+            except Exception as exc:  # RabbitMQ down
+                depth = type(exc).__name__
+            read = progress(admin, config, instance_state.GROUP_ID)
+            if read == 0:
+                admin = kafka_admin()  # (see kafka_admin)
+            say(f"  {time.monotonic() - started:7.1f} s: published {publisher.sent:,}, "
+                f"queued {depth}, in Kafka {monitor.offsets[-1][1] if monitor.offsets else 0:,}, "
+                f"read by the instance job {read:,}, Iceberg commits {len(monitor.commits)}")
+
     jobs.start()
     bridge.start()
     monitor.start()
     publisher.start()
+    threading.Thread(target=status, name="status", daemon=True).start()
     try:
         # Each broker fault comes while the publisher still has traffic allowed beyond the
         # point it waits for, and more is allowed once the broken piece is back, so that
@@ -494,7 +518,6 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         say(f"published {publisher.sent} messages in {time.monotonic() - started:.1f} s")
 
         # Everything through the bridge, then read by every job, then the end of event time.
-        queue = queue_name(config.bridge.queue_prefix, config.cells[0].name, "nova")
         deadline = time.monotonic() + timeout_s
         while queue_depth(config, queue) > 0:
             assert time.monotonic() < deadline, f"{queue} not drained: {log_tail(bridge.log)}"
@@ -514,6 +537,7 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         jobs.finish(config)
         say(f"bounded run to the end of event time done at {time.monotonic() - started:.1f} s")
     finally:
+        quiet.set()
         monitor.close()
         bridge.stop()
         jobs.close()
