@@ -3,9 +3,11 @@
 On the real stack and a JobManager and a TaskManager of their own (conftest ``flink_cluster``),
 as an operator does it, each step a ``stacktide`` command in a process of its own:
 
-1. simulated nova traffic, the first part, in Kafka; ``stacktide jobs submit`` (parallelism 1);
+1. simulated nova traffic, the first part, in Kafka; the jobs submitted with the plain Flink CLI,
+   ``flink run -py jobs/main.py`` as docs/cluster.md shows it (parallelism 1);
 2. once the archive holds the first part: ``stacktide jobs stop --savepoint-dir``;
-3. the rest of the traffic; a changed version of the job submitted from that savepoint: another
+3. the rest of the traffic; a changed version of the job submitted from that savepoint with
+   ``stacktide jobs submit --from-savepoint`` (both routes build one graph, one set of uids): another
    parallelism (state redistributed by key group) and another checkpoint interval, the same
    operator uids; restoring refuses any state no operator claims, so a lost uid fails it;
 4. once every job read everything: ``jobs stop --drain`` (end of event time, the way a
@@ -17,18 +19,20 @@ holding each notification once, every lifecycle event once.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+import pyflink
 import pytest
 import yaml
 
 from jobs.command import JOB_NAME, caught_up, end_offsets
 from stacktide.catalog import load_catalog
-from stacktide.config import Config
+from stacktide.config import REPO_ROOT, Config
 from stacktide.local.flink_cluster import FlinkCluster
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
@@ -57,6 +61,24 @@ def stacktide(config_file: Path, *args: str, log_file: Path) -> str:
                               timeout=900, check=False)
     assert done.returncode == 0, log_file.read_text()[-4000:]
     return done.stdout.decode().strip()
+
+
+def flink_run(config_file: Path, cluster: FlinkCluster, *, log_file: Path) -> str:
+    """``flink run -py jobs/main.py``, the wheel's CLI, as docs/cluster.md gives it; the job id."""
+    env = fresh_environment()
+    env["HADOOP_CLASSPATH"] = stacktide(config_file, "local", "jars", "--classpath",
+                                        log_file=log_file)
+    with log_file.open("ab") as err:
+        done = subprocess.run(
+            [str(Path(pyflink.__file__).parent / "bin" / "flink"), "run", "-m", cluster.address,
+             "-d", "-py", "jobs/main.py", "-pyfs", "stacktide,jobs", "-pyexec", sys.executable,
+             "-pyclientexec", sys.executable, "--", "--config", str(config_file)],
+            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=err, env=env, timeout=900, check=False)
+    out = done.stdout.decode()
+    assert done.returncode == 0, out[-2000:] + log_file.read_text()[-4000:]
+    submitted = re.findall(r"^submitted stacktide-jobs: job ([0-9a-f]{32})$", out, re.MULTILINE)
+    assert len(submitted) == 1, out[-2000:]
+    return submitted[0]
 
 
 def version(config: Config, path: Path, *, parallelism: int, checkpoint_s: float) -> Path:
@@ -96,7 +118,7 @@ def test_submitted_job_upgraded_from_a_savepoint_keeps_every_row(
     produce(config, items[:cut])
 
     started = time.monotonic()
-    job = stacktide(first, "jobs", "submit", *jm, log_file=out)
+    job = flink_run(first, cluster, log_file=out)
     submitted = time.monotonic() - started
     to_running = wait(lambda: running_job(cluster, job), 300, "v1 running", cluster)
     part = len({e.message_id for e in items[:cut]})
@@ -128,7 +150,7 @@ def test_submitted_job_upgraded_from_a_savepoint_keeps_every_row(
     assert cluster.rest.job_state(upgraded) == "FINISHED"
 
     # Figures for docs/cluster.md (shown with pytest -s); rates are from RUNNING to all read.
-    print(f"cluster submit: v1 submit {submitted:.1f} s + to RUNNING {to_running:.1f} s, "
+    print(f"cluster submit: v1 flink run {submitted:.1f} s + to RUNNING {to_running:.1f} s, "
           f"{part} notifications archived in {reading:.1f} s ({part / max(reading, 1e-3):.0f}/s); "
           f"stop-with-savepoint {stopping:.1f} s; v2 (parallelism 2) submit {resubmitted:.1f} s "
           f"+ to RUNNING {to_running_2:.1f} s, the other {rest} read in {catching_up:.1f} s "
