@@ -174,10 +174,7 @@ def run_jobs(config: Config, *, bounded: bool, fresh: bool = False,
             signal.signal(signum, _request_stop)
     try:
         if catch_up is not None:
-            from confluent_kafka.admin import AdminClient
-
-            admin = AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
-            _wait(result, until=lambda: caught_up(config, catch_up, admin))
+            _wait(result, until=CatchUp(config, catch_up))
             log.info("caught up with offsets %s: stopping at the end of event time", catch_up)
             if not result.done():
                 stop_when_running(client, drained_savepoints(flink, JOB_NAME), result)
@@ -300,7 +297,33 @@ def end_offsets(config: Config) -> dict[str, dict[int, int]]:
         consumer.close()
 
 
-def caught_up(config: Config, ends: dict[str, dict[int, int]], admin: Any = None) -> bool:
+class CatchUp:
+    """:func:`caught_up`, asked again and again through one Kafka admin client, which is
+    replaced when a request fails: a client kept across a broker restart was seen never to
+    answer again (confluent-kafka 2.16.1), and a Kafka that is down means "not yet"."""
+
+    def __init__(self, config: Config, ends: dict[str, dict[int, int]],
+                 timeout_s: float = 30.0) -> None:
+        self.config, self.ends, self.timeout_s = config, ends, timeout_s
+        self.admin: Any = None
+
+    def __call__(self) -> bool:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        if self.admin is None:
+            self.admin = AdminClient({"bootstrap.servers": self.config.kafka.bootstrap_servers})
+        try:
+            return caught_up(self.config, self.ends, self.admin, self.timeout_s)
+        except (KafkaException, TimeoutError) as exc:  # a request failed, or got no answer
+            log.warning("event=committed_offsets_unknown error=%r: asking again",
+                        str(exc) or type(exc).__name__)
+            self.admin = None
+            return False
+
+
+def caught_up(config: Config, ends: dict[str, dict[int, int]], admin: Any = None,
+              timeout_s: float = 30.0) -> bool:
     """Whether every job's consumer group committed (on a completed checkpoint) *ends* of
     each topic it reads. *admin*: a Kafka AdminClient to reuse across calls."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -312,7 +335,8 @@ def caught_up(config: Config, ends: dict[str, dict[int, int]], admin: Any = None
         wanted = [TopicPartition(topic, p) for p in offsets]
         for group in groups:
             request = [ConsumerGroupTopicPartitions(group, wanted)]
-            committed = admin.list_consumer_group_offsets(request)[group].result(timeout=30)
+            committed = admin.list_consumer_group_offsets(
+                request, request_timeout=timeout_s)[group].result(timeout=timeout_s)
             have = {tp.partition: tp.offset for tp in committed.topic_partitions}
             if any(end > 0 and have.get(p, -1) < end for p, end in offsets.items()):
                 return False

@@ -43,7 +43,7 @@ from confluent_kafka.admin import AdminClient
 from connectors.bridge import Bridge, queue_name
 from connectors.replay import publish
 from jobs import instance_state
-from jobs.command import caught_up, end_offsets, run_jobs
+from jobs.command import CatchUp, end_offsets, run_jobs
 from jobs.submit import stop_jobs
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
@@ -525,9 +525,9 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
         time.sleep(2.0)  # the bridge's last confirmed batch
         bridge.stop()
         ends = end_offsets(config)
-        admin = kafka_admin()
+        read_all = CatchUp(config, ends)
         deadline = time.monotonic() + timeout_s
-        while not caught_up(config, ends, admin):
+        while not read_all():
             if (why := jobs.alive()) is not None:
                 raise AssertionError(why)
             assert time.monotonic() < deadline, f"the jobs did not read up to {ends}"
