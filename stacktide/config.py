@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import yaml
 
@@ -641,14 +641,8 @@ def _s3(r: _Reader) -> S3Config:
     endpoint = r.get("endpoint", str, d.endpoint).rstrip("/")
     if endpoint:
         form = "an http:// or https:// URL such as http://minio:9000 (empty: AWS S3)"
-        parts = urlsplit(endpoint)
-        if parts.username is not None or parts.password is not None:
-            raise r.fail("endpoint", f"{form}, without credentials: they go in "
-                         "iceberg.s3.access_key_id and secret_access_key")
-        try:
-            parts.port  # noqa: B018 - parsing it is the check
-        except ValueError:
-            raise r.fail("endpoint", f"{form} with a port number", endpoint) from None
+        parts = _url(r, "endpoint", endpoint, form,
+                     "they go in iceberg.s3.access_key_id and secret_access_key")
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path \
                 or parts.query or parts.fragment:
             raise r.fail("endpoint", form, endpoint)
@@ -674,20 +668,31 @@ def _s3(r: _Reader) -> S3Config:
     )
 
 
+def _url(r: _Reader, key: str, url: str, form: str, credentials: str,
+         shown: str | None = None) -> SplitResult:
+    """*url* split; refused, naming *key*, when it carries credentials (the error then shows
+    no part of it: a URL goes into log lines whole), *credentials* saying where they belong,
+    or when its port is not a number (an error showing *shown*, else *url*)."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise r.fail(key, f"{form} without credentials: {credentials}")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise r.fail(key, f"{form} with a port number", url if shown is None else shown) from None
+    return parts
+
+
 def _check_postgres_uri(r: _Reader, uri: str) -> None:
     """``jdbc:postgresql://host[:port]/database[?sslmode=…]``: the one form both catalog clients
     read alike. Credentials in the URI are refused (with no word of what they were), so that
     the URI itself never carries a password into a log line or ``local status``."""
     form = "jdbc:postgresql://host[:port]/database"
-    parts = urlsplit(uri.removeprefix("jdbc:"))
+    where = "put them in iceberg.user and iceberg.password"
+    parts = _url(r, "uri", uri.removeprefix("jdbc:"), form, where, shown=uri)
     query = parse_qs(parts.query, keep_blank_values=True)
-    if parts.username is not None or {"user", "password"} & set(query):
-        raise r.fail("uri", f"{form} without credentials: put them in iceberg.user and "
-                     "iceberg.password")
-    try:
-        parts.port  # noqa: B018 - parsing it is the check
-    except ValueError:
-        raise r.fail("uri", f"{form} with a port number", uri) from None
+    if {"user", "password"} & set(query):
+        raise r.fail("uri", f"{form} without credentials: {where}")
     database = parts.path.removeprefix("/")
     if not parts.hostname or not database or "/" in database or parts.fragment:
         raise r.fail("uri", form, uri)

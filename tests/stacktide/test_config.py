@@ -104,6 +104,9 @@ def test_bad_line_names_file_key_and_expectation(tmp_path: Path, text: str, key:
     "cells: [{name: c, transport_url: 'zmq://u:hunter2@h'}]",
     "iceberg: {uri: 'jdbc:postgresql://h/db?user=u&password=hunter2'}",
     "iceberg: {uri: 'jdbc:postgresql://u:hunter2@h/db'}",
+    "iceberg: {uri: 'jdbc:postgresql://u:hunter2@h:99999/db'}",
+    "iceberg: {warehouse: 's3://bucket/wh', s3: {endpoint: 'http://u:hunter2@minio:9000'}}",
+    "iceberg: {warehouse: 's3://bucket/wh', s3: {endpoint: 'http://u:hunter2@minio:x'}}",
 ])
 def test_password_of_a_bad_url_is_not_in_the_error(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
