@@ -132,32 +132,53 @@ class Publisher(threading.Thread):
             raise RuntimeError(f"publishing failed after {self.sent} messages") from self.error
 
 
-class BridgeProcess:
-    """``stacktide bridge`` as an operator runs it: a child process, killed and started again."""
+class Child:
+    """A ``stacktide`` command in a child process logging to *log*; with *group*, in a process
+    group of its own, which a kill takes down whole (a JVM and Python workers it started)."""
 
-    def __init__(self, config_file: Path, log: Path) -> None:
-        self.config_file, self.log = config_file, log
+    def __init__(self, args: Sequence[str], log: Path, *, group: bool = False) -> None:
+        self.args, self.log, self.group = list(args), log, group
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [str(STACKTIDE), "--config", str(self.config_file), "bridge"],
-                stdout=out, stderr=subprocess.STDOUT, env=fresh_environment())
+            self.process = subprocess.Popen(self.args, start_new_session=self.group, stdout=out,
+                                            stderr=subprocess.STDOUT, env=fresh_environment())
 
-    def kill(self) -> None:
+    def exited(self) -> int | None:
+        """Its exit code once it ended (None: still running, or never started)."""
+        return None if self.process is None else self.process.poll()
+
+    def kill(self) -> int:
+        """SIGKILL; its exit code."""
         assert self.process is not None and self.process.poll() is None, log_tail(self.log)
-        self.process.send_signal(signal.SIGKILL)
-        assert self.process.wait(30) == -signal.SIGKILL
+        if self.group:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(signal.SIGKILL)
+        return self.process.wait(30)
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    def stop(self, seconds: float = 60) -> int | None:
+        """SIGTERM, and SIGKILL after *seconds*; its exit code (None: it was not running)."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return self.kill()
+
+
+class BridgeProcess(Child):
+    """``stacktide bridge`` as an operator runs it: a child process, killed and started again."""
+
+    def __init__(self, config_file: Path, log: Path) -> None:
+        super().__init__([str(STACKTIDE), "--config", str(config_file), "bridge"], log)
+
+    def kill(self) -> int:
+        code = super().kill()
+        assert code == -signal.SIGKILL, code
+        return code
 
 
 # ---- the jobs ------------------------------------------------------------------------------
@@ -193,41 +214,33 @@ class MiniClusterJobs:
     name = "MiniCluster jobs run"
 
     def __init__(self, config_file: Path, log: Path) -> None:
-        self.config_file, self.log = config_file, log
-        self.process: subprocess.Popen[bytes] | None = None
+        self.log = log
+        self.child = Child([sys.executable, "-m", "stacktide.cli", "--config", str(config_file),
+                            "jobs", "run"], log, group=True)
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stacktide.cli", "--config", str(self.config_file), "jobs",
-                 "run"], start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
-                env=fresh_environment())
+        self.child.start()
 
     def kill_worker(self) -> None:
-        assert self.process is not None and self.process.poll() is None, log_tail(self.log)
-        os.killpg(self.process.pid, signal.SIGKILL)  # the client, its JVM, its Python workers
-        self.process.wait()
-        self.start()
+        self.child.kill()  # the client, its JVM, its Python workers
+        self.child.start()
 
     def running(self) -> bool | None:
         return None
 
     def alive(self) -> str | None:
-        if self.process is not None and self.process.poll() is not None:
-            return f"jobs run exited {self.process.returncode}:\n{log_tail(self.log)}"
-        return None
+        code = self.child.exited()
+        return None if code is None else f"jobs run exited {code}:\n{log_tail(self.log)}"
 
     def finish(self, config: Config) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)  # the client stops the job with a savepoint
-        assert self.process.wait(timeout=300) == 0, log_tail(self.log)
+        # SIGTERM: the client stops the job with a savepoint
+        assert self.child.stop(seconds=300) == 0, log_tail(self.log)
         assert "stopped with savepoint" in self.log.read_text(errors="replace"), log_tail(self.log)
         assert run_jobs(config, bounded=True)  # resumes from that savepoint
 
     def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.child.exited() is None and self.child.process is not None:
+            self.child.kill()
 
 
 class ClusterJobs:
