@@ -235,11 +235,20 @@ class FlinkCluster:
         return self
 
     def kill_taskmanager(self) -> int:
-        """SIGKILL the TaskManager (a crashed machine, for fault tests); its pid."""
+        """SIGKILL the TaskManager with the Python workers it started (a crashed machine, for
+        fault tests); its pid. They share the process group its launcher opened (``_start``),
+        which holds nothing else: killed alone, the JVM would leave its workers behind."""
         pid = self.taskmanager_pid()
         if pid is None:
             raise ServiceError(f"no TaskManager of the cluster in {self.home} runs")
-        os.kill(pid, signal.SIGKILL)
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:
+            group = None
+        if group is not None and group != os.getpgrp():
+            os.killpg(group, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
         if not process.wait_for(lambda: not process.alive(pid), 30.0):
             raise ServiceError(f"Flink TaskManager pid {pid} survived SIGKILL")
         self._pidfile("taskmanager").unlink(missing_ok=True)

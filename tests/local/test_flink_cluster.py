@@ -4,6 +4,7 @@ on the slot's ports, that fault tests can kill and replace."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,28 @@ def test_cluster_runs_two_processes_on_the_slot_ports(flink_cluster: FlinkCluste
     assert f"running  pid={jm}" in out and f"running  pid={tm}" in out
 
 
+def group_members(group: int) -> list[int]:
+    """The live processes of process group *group* (``/proc/<pid>/stat``, field 5)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_a_killed_taskmanager_is_replaced(flink_cluster: FlinkCluster) -> None:
     before = set(flink_cluster.rest.taskmanagers())
+    tm, jm = flink_cluster.taskmanager_pid(), flink_cluster.jobmanager_pid()
+    assert tm is not None and jm is not None
+    group = os.getpgid(tm)  # the TaskManager's and its Python workers', nothing else's
+    assert tm in group_members(group) and group not in (os.getpgid(jm), os.getpgrp())
     killed = flink_cluster.kill_taskmanager()
-    assert not process.alive(killed) and flink_cluster.taskmanager_pid() is None
+    assert killed == tm and not process.alive(killed) and flink_cluster.taskmanager_pid() is None
+    assert process.wait_for(lambda: not group_members(group), 10.0), group_members(group)
     replacement = flink_cluster.start_taskmanager()
     assert replacement != killed and process.alive(replacement)
     assert set(flink_cluster.rest.taskmanagers()) - before  # registered under a new id
