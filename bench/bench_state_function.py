@@ -163,7 +163,8 @@ def main() -> None:
     print(f"per notification: {stand.outputs / len(items):.2f} rows out, "
           f"{stand.registered / len(items):.2f} timers registered, "
           f"{stand.fired / len(items):.2f} fired")
-    print(f"{len(items):,} notifications, usage per {args.period}, {stand.outputs:,} rows out; median of {args.repeat}: "
+    print(f"{len(items):,} notifications, usage per {args.period}, {stand.outputs:,} rows out; "
+          f"median of {args.repeat}: "
           f"{median:.2f} CPU s = {len(items) / median:,.0f} notifications/s, "
           f"{median / len(items) * 1e6:,.0f} µs per notification")
 
