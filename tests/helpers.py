@@ -337,3 +337,24 @@ def difference(got: Any, want: Any) -> dict[str, Any]:
     a, b = (set(x.items()) if isinstance(x, dict) else set(x) for x in (got, want))
     return {"only_restarted": sorted(a - b, key=repr)[:5],
             "only_undisturbed": sorted(b - a, key=repr)[:5], "counts": (len(got), len(want))}
+
+
+def usage_evidence(config: Config, usage: dict[Any, Any], truth: dict[Any, Any]) -> str:
+    """When a run's usage differs from the ground truth: which instances, the stored history
+    of the first one, and the warnings of the run's Flink logs, so that a failure seen once
+    (in CI, whose machine is gone afterwards) can still be read."""
+    bad = sorted({key[1] for key, _ in set(usage.items()) ^ set(truth.items())})
+    lines = [f"instances whose usage differs ({len(bad)}): {bad}"]
+    if bad:
+        history = load_catalog(config.iceberg).load_table(
+            f"{config.iceberg.namespace}.instance_events").scan().to_arrow().to_pylist()
+        lines.append(f"stored instance_events of {bad[0]}:")
+        lines += [repr(r) for r in sorted((r for r in history if r.get("instance_id") == bad[0]),
+                                          key=lambda r: r["at"])]
+    logs = config.local.state_dir / "flink" / "log"
+    for log_file in sorted(logs.glob("*.log")) if logs.is_dir() else ():
+        warned = [x for x in log_file.read_text(errors="replace").splitlines()
+                  if (" WARN " in x or " ERROR " in x) and "Name collision" not in x]
+        lines.append(f"{log_file.name}: {len(warned)} WARN/ERROR lines; the last 20:")
+        lines += warned[-20:]
+    return "\n".join(lines)

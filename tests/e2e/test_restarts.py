@@ -43,6 +43,7 @@ from tests.helpers import (
     setup,
     table_usage,
     truth_usage,
+    usage_evidence,
     wait_for,
     write_config,
 )
@@ -59,8 +60,8 @@ def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]
     calm = setup(stack, "calm", settle_hours=4)
     produce(calm, items)
     assert run_jobs(calm, bounded=True, fresh=True)
-    usage = table_usage(calm)
-    assert usage == truth_usage(traffic), difference(usage, truth_usage(traffic))
+    usage, truth = table_usage(calm), truth_usage(traffic)
+    assert usage == truth, f"{difference(usage, truth)}\n{usage_evidence(calm, usage, truth)}"
     return traffic, items, current_rows(calm)
 
 
