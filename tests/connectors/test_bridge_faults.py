@@ -281,8 +281,12 @@ def _restart_mid_stream(fault_stack: Config, restart: Callable[[Config], int], w
         began = time.monotonic()
         restart(fault_stack)
         restarted = time.monotonic()
-        assert wait_for(lambda: bridge.cells[0].connected and bridge.cells[0].lag.get(
-            f"{what}{run}.cell1.nova", 1) == 0 and bridge.cells[0].in_flight == 0, 120)
+        cell, queue = bridge.cells[0], f"{what}{run}.cell1.nova"
+        assert wait_for(lambda: cell.connected and cell.lag.get(queue, 1) == 0
+                        and cell.in_flight == 0, 120), (
+            f"not drained 120 s after the {what} restart: connected={cell.connected} "
+            f"lag={cell.lag} in_flight={cell.in_flight} forwarded={cell.stats.forwarded} "
+            f"received={cell.stats.received} last_error={cell.last_error!r}")
         recovered = time.monotonic()
     finally:
         bridge.stop.set()
