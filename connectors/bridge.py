@@ -35,7 +35,7 @@ from typing import Any
 
 import pika
 import pika.exceptions
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 from pika.adapters.blocking_connection import BlockingChannel
 
 from connectors.kafka_producer import AckWindow, CellStats, Forwarder, producer_settings
@@ -102,6 +102,8 @@ class CellBridge:
         self._window = AckWindow()
         self._connects = 0
         self._cancelled = False
+        self._fatal: str | None = None
+        self.producers_made = 0
 
     @property
     def connected(self) -> bool:
@@ -117,8 +119,8 @@ class CellBridge:
 
     def run(self) -> None:
         b = self.config.bridge
-        producer = Producer(producer_settings(self.config.kafka, f"stacktide-bridge-{self.name}"))
-        forwarder = Forwarder(producer, self.config.kafka, self.name, self.metrics, self.stats)
+        forwarder = Forwarder(self._producer(), self.config.kafka, self.name, self.metrics,
+                              self.stats)
         delays = backoff(b.reconnect_initial_s, b.reconnect_max_s)
         try:
             while not self.stop.is_set():
@@ -129,7 +131,9 @@ class CellBridge:
                     if self._connects != connects:  # it was up: start the backoff over
                         delays = backoff(b.reconnect_initial_s, b.reconnect_max_s)
                     self._lost(exc, next(delays))
+                    self.renew_if_fatal(forwarder)
         finally:
+            producer = forwarder.producer
             remaining = producer.flush(b.shutdown_timeout_s)
             if remaining:  # unacked, so still in RabbitMQ: drop them here, not wait for Kafka
                 log.warning("event=unconfirmed_at_exit cell=%s messages=%d", self.name, remaining)
@@ -137,6 +141,36 @@ class CellBridge:
                 producer.flush(0)
             forwarder.flush_metrics()
             producer.close()
+
+    def _producer(self) -> Producer:
+        settings = producer_settings(self.config.kafka, f"stacktide-bridge-{self.name}")
+        settings["error_cb"] = self._on_kafka_error
+        self.producers_made += 1
+        return Producer(settings)
+
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        """librdkafka's client-level errors, served by ``poll``: brokers that are down are
+        retried by librdkafka itself; a fatal error also fails every write in flight."""
+        if err.fatal():
+            self._fatal = err.str()
+            log.error("event=kafka_fatal cell=%s error=%r", self.name, redact(err.str()))
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.warning("event=kafka_unreachable cell=%s error=%r", self.name, redact(err.str()))
+        else:
+            log.debug("event=kafka_error cell=%s error=%r", self.name, redact(err.str()))
+
+    def renew_if_fatal(self, forwarder: Forwarder) -> None:
+        """Replace a producer that hit a fatal error (with idempotence on, e.g. a sequence
+        gap the broker cannot explain): it refuses every write from then on, and the cell
+        would stall for good. What it still holds was never acked, so RabbitMQ redelivers
+        it to the new producer."""
+        if self._fatal is None:
+            return
+        log.warning("event=producer_renewed cell=%s after=%r", self.name, redact(self._fatal))
+        old = forwarder.producer
+        old.purge()
+        old.flush(0)
+        forwarder.producer, self._fatal = self._producer(), None
 
     def _lost(self, exc: Exception, delay: float) -> None:
         expected = isinstance(exc, (pika.exceptions.AMQPError, DeliveryFailed, ConsumerCancelled, OSError))
@@ -236,6 +270,8 @@ class CellBridge:
             if stats.received != seen:
                 seen, stats.last_message_at = stats.received, time.monotonic()
             self._ack(channel, window)
+            if self._fatal is not None:  # this producer takes no more writes: end the session
+                raise DeliveryFailed(f"fatal Kafka producer error: {self._fatal}")
             if self._cancelled:
                 raise ConsumerCancelled("the broker cancelled a consumer of this cell")
             if now >= next_probe:

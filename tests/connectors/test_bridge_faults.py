@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -309,6 +309,37 @@ def test_rabbitmq_restart_mid_stream_loses_nothing(fault_stack: Config) -> None:
 def test_kafka_restart_mid_stream_loses_nothing(fault_stack: Config) -> None:
     _restart_mid_stream(fault_stack, kafka.restart, "kafka")
 
+
+def test_a_fatal_producer_error_gets_the_cell_a_new_producer_and_loses_nothing(
+        stack: Config, caplog: pytest.LogCaptureFixture) -> None:
+    """librdkafka cannot be made to fail fatally on demand from Python, so the fatal error
+    is handed to the producer's ``error_cb`` as librdkafka would; the rest is real: the
+    session ends, the cell makes a new producer and RabbitMQ redelivers what was unacked."""
+    n, run = 5_000, uuid.uuid4().hex[:6]
+    config = make(config_data(stack, f"fatal{run}"), stack)
+    bridge = Bridge(config)
+    bridge.declare()
+    assert publish(config, (wire(i, run) for i in range(n))) == n
+    cell, queue = bridge.cells[0], f"fatal{run}.cell1.nova"
+    thread = threading.Thread(target=bridge.run, daemon=True)
+    with caplog.at_level("WARNING", logger="connectors.bridge"):
+        thread.start()
+        try:
+            assert wait_for(lambda: cell.stats.forwarded >= 500, 60, 0.01)
+            cell._on_kafka_error(KafkaError(KafkaError._FATAL, "injected: sequence gap", fatal=True))
+            assert wait_for(lambda: cell.producers_made == 2, 30, 0.01)
+            assert wait_for(lambda: cell.connected and cell.lag.get(queue, 1) == 0
+                            and cell.in_flight == 0, 60), (cell.lag, cell.in_flight, cell.last_error)
+        finally:
+            bridge.stop.set()
+            thread.join(timeout=60)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("event=kafka_fatal" in m and "sequence gap" in m for m in said), said
+    assert any("event=disconnected" in m and "fatal Kafka producer error" in m for m in said), said
+    assert any("event=producer_renewed" in m for m in said), said
+    ids = message_ids(config, n)
+    assert {f"{run}-{i}" for i in range(n)} == set(ids)
+    assert bridge.metrics.sample("stacktide_bridge_reconnects_total", {"cell": "cell1"}) >= 1
 
 
 # ---- durable exchanges: the bindings through a RabbitMQ restart ----------------------------
