@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import pyarrow.parquet as pq
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -339,6 +340,23 @@ def difference(got: Any, want: Any) -> dict[str, Any]:
             "only_undisturbed": sorted(b - a, key=repr)[:5], "counts": (len(got), len(want))}
 
 
+def _unreferenced(table: Any, name: str, instances: set[str]) -> str:
+    """Data files in *table*'s folder that no snapshot references, and which of them hold
+    rows of *instances*: a written file whose commit was lost tells a lost commit apart
+    from events the job never kept."""
+    referenced: set[str] = set()
+    for snapshot in table.metadata.snapshots:
+        referenced |= {p.removeprefix("file:") for p in
+                       table.inspect.files(snapshot.snapshot_id).column("file_path").to_pylist()}
+    folder = Path(table.location().removeprefix("file:")) / "data"
+    present = {str(p) for p in folder.rglob("*.parquet")} if folder.is_dir() else set()
+    orphans = sorted(present - {str(Path(p)) for p in referenced})
+    holding = [p for p in orphans if instances & set(
+        pq.read_table(p, columns=["instance_id"]).column("instance_id").to_pylist())]
+    return (f"{name}: {len(present)} data files, {len(orphans)} referenced by no snapshot, "
+            f"{len(holding)} of those hold the differing instances: {holding[:5]}")
+
+
 def usage_evidence(config: Config, usage: dict[Any, Any], truth: dict[Any, Any]) -> str:
     """When a run's usage differs from the ground truth: which instances, the stored history
     of the first one, and the warnings of the run's Flink logs, so that a failure seen once
@@ -346,11 +364,15 @@ def usage_evidence(config: Config, usage: dict[Any, Any], truth: dict[Any, Any])
     bad = sorted({key[1] for key, _ in set(usage.items()) ^ set(truth.items())})
     lines = [f"instances whose usage differs ({len(bad)}): {bad}"]
     if bad:
-        history = load_catalog(config.iceberg).load_table(
+        catalog = load_catalog(config.iceberg)
+        history = catalog.load_table(
             f"{config.iceberg.namespace}.instance_events").scan().to_arrow().to_pylist()
         lines.append(f"stored instance_events of {bad[0]}:")
         lines += [repr(r) for r in sorted((r for r in history if r.get("instance_id") == bad[0]),
                                           key=lambda r: r["at"])]
+        for name in ("instance_events", "instance_usage", "instances"):
+            lines.append(_unreferenced(catalog.load_table(f"{config.iceberg.namespace}.{name}"),
+                                       name, set(bad)))
     logs = config.local.state_dir / "flink" / "log"
     for log_file in sorted(logs.glob("*.log")) if logs.is_dir() else ():
         warned = [x for x in log_file.read_text(errors="replace").splitlines()
