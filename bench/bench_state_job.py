@@ -45,7 +45,7 @@ from jobs import usage
 from jobs.command import run_jobs
 from jobs.instance_state import Keep
 from stacktide import local
-from stacktide.config import Config, config_from_mapping
+from stacktide.config import REPO_ROOT, Config, config_from_mapping
 from stacktide.local.kafka import ensure_topics
 from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
@@ -194,6 +194,45 @@ def _sql_only_here(base: Config, items: list[Envelope]) -> float:
     return time.monotonic() - started
 
 
+def jvm_keyed(base: Config, items: list[Envelope]) -> float:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(_jvm_keyed_here, (base, items)))
+
+
+def _jvm_keyed_here(base: Config, items: list[Envelope]) -> float:
+    """Seconds of a bounded run of the instance job's source and keying (its SQL, keyed in
+    the JVM) into bench/jvm's KeyedStateProbe: its state, timers and rows without its logic
+    and without Python, into a blackhole."""
+    from pyflink.java_gateway import get_gateway
+
+    from jobs import instance_state
+    from jobs.environment import JobJars, create_stream_env
+    from jobs.keyed_source import declare_source, rows_with_key
+    from jobs.sqlfile import Ident, Raw, render
+    from stacktide.local.jars import ensure_jars, pipeline_jars
+    from stacktide.local.operators import operator_jar
+
+    config = fresh_namespace(base)
+    fill(config, items)
+    jars = ensure_jars(config)
+    probe = operator_jar(config, REPO_ROOT / "bench" / "jvm" / "src")
+    env, t_env = create_stream_env(
+        config, JobJars((*pipeline_jars(config, jars), probe), tuple(jars["hadoop"])),
+        job_name=f"bench-jvm-{uuid.uuid4().hex[:6]}",
+        overrides={"execution.checkpointing.interval": None})  # as the SQL-only pipeline
+    timing = instance_state.timing_of(config)
+    declare_source(t_env, config, table="probe_source", group_id="bench-jvm",
+                   out_of_order_us=timing.out_of_order, bounded=True, from_earliest=True)
+    query = t_env.sql_query(render(
+        "instance_notifications", source=Ident("probe_source"),
+        event_filter=Raw(instance_state.event_filter(lc.load_rules()))))
+    stream, _ = rows_with_key(t_env, query, instance_state.KEY, "probe")
+    get_gateway().jvm.stacktide.bench.KeyedStateProbe.attach(stream._j_data_stream)
+    started = time.monotonic()
+    env.execute(f"bench-jvm-{uuid.uuid4().hex[:6]}")
+    return time.monotonic() - started
+
+
 def state_sizes(items: list[Envelope]) -> tuple[int, float, float]:
     """(live instances, mean pickled Keep bytes, mean compact-JSON bytes) in mid-traffic,
     folded as the job folds them (usage emitted and compacted at an hourly watermark)."""
@@ -227,6 +266,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated names among: " + ", ".join(VARIANTS))
+    parser.add_argument("--jvm", action="store_true",
+                        help="also the JVM keyed pipeline (bench/jvm: the instance job's state, "
+                             "timers and rows without its logic)")
+    parser.add_argument("--only-jvm-and-sql", action="store_true",
+                        help="run no variant of the jobs, only the SQL-only and JVM pipelines")
     args = parser.parse_args()
     items = traffic(args.instances, args.hours)
     tiny = traffic(1, 1, seed=4)
@@ -235,19 +279,25 @@ def main() -> None:
           f"({len(tiny)} in the fixed-cost run)")
     print(f"state per live instance (mid-traffic, {live} live): pickled Keep {pickled:,.0f} B, "
           f"compact JSON {compact:,.0f} B")
-    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    chosen = [] if args.only_jvm_and_sql else [v.strip() for v in args.variants.split(",")
+                                                 if v.strip()]
+    args.jvm = args.jvm or args.only_jvm_and_sql
     with tempfile.TemporaryDirectory(prefix="stacktide-bench-") as tmp:
         config = bench_config(Path(tmp))
         local.up(config)
         try:
             results: dict[str, tuple[list[Run], list[Run]]] = {v: ([], []) for v in chosen}
             sql: tuple[list[float], list[float]] = ([], [])
+            probe: tuple[list[float], list[float]] = ([], [])
             for _ in range(args.repeat):  # variants interleaved: the machine's noise hits all
                 for name in chosen:
                     results[name][0].append(timed(config, tiny, VARIANTS[name]))
                     results[name][1].append(timed(config, items, VARIANTS[name]))
                 sql[0].append(sql_only(config, tiny))
                 sql[1].append(sql_only(config, items * SQL_COPIES))
+                if args.jvm:
+                    probe[0].append(jvm_keyed(config, tiny))
+                    probe[1].append(jvm_keyed(config, items * SQL_COPIES))
         finally:
             local.down(config)
     n = len(items)
@@ -265,6 +315,11 @@ def main() -> None:
     print(f"{'SQL only (JSON + GROUP BY)':<32} {f:8.1f} {t:8.1f} "
           f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the traffic {SQL_COPIES} times: "
           f"{n * SQL_COPIES:,} rows; {n * SQL_COPIES / t:,.0f}/s including its start)")
+    if args.jvm:
+        f, t = statistics.median(probe[0]), statistics.median(probe[1])
+        print(f"{'JVM keyed (state, timers, rows)':<32} {f:8.1f} {t:8.1f} "
+              f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the traffic {SQL_COPIES} times, "
+              f"through the instance job's SQL into bench/jvm's KeyedStateProbe)")
 
 
 if __name__ == "__main__":

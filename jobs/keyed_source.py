@@ -104,6 +104,22 @@ class EventClock:
         return max(self.seen, ctx.get_broadcast_state(self.clock).get(CLOCK_KEY) or NEVER)
 
 
+def rows_with_key(env: StreamTableEnvironment, query: Table, key: str,
+                  name: str) -> tuple[Any, Any]:
+    """The rows of *query* as a stream of ``Row(key, value)`` (sql/keyed_rows.sql), and the
+    type of ``value``: the key is the SQL expression *key*, the value the tuple of *query*'s
+    columns as text."""
+    from pyflink.common import Types
+
+    columns = query.get_schema().get_field_names()
+    env.create_temporary_view(rows := f"{name}_rows", query)
+    value = Types.ROW_NAMED(columns, [Types.STRING()] * len(columns))
+    return env.to_append_stream(env.sql_query(render(
+        "keyed_rows", key=Raw(key), source=Ident(rows),
+        columns=Raw(", ".join(Ident(c).render() for c in columns)))),
+        Types.ROW_NAMED(["key", "value"], [Types.STRING(), value])), value
+
+
 def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: str) -> Any:
     """The rows of *query* (text columns, ``generated`` among them) keyed by the SQL expression
     *key*, connected to their event clock (sql/event_clock.sql) broadcast: what an
@@ -121,13 +137,7 @@ def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: 
     from pyflink.java_gateway import get_gateway
     from pyflink.table import Schema
 
-    columns = query.get_schema().get_field_names()
-    env.create_temporary_view(rows := f"{name}_rows", query)
-    value = Types.ROW_NAMED(columns, [Types.STRING()] * len(columns))
-    stream = env.to_append_stream(env.sql_query(render(
-        "keyed_rows", key=Raw(key), source=Ident(rows),
-        columns=Raw(", ".join(Ident(c).render() for c in columns)))),
-        Types.ROW_NAMED(["key", "value"], [Types.STRING(), value]))
+    stream, value = rows_with_key(env, query, key, name)
     keyed = KeyedStream(stream._j_data_stream.keyBy(
         get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()),
         value, stream)
