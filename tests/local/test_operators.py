@@ -30,6 +30,13 @@ def test_the_jar_holds_every_class_and_is_built_once(tmp_path: Path) -> None:
     assert operator_jar(config(tmp_path)) == jar and jar.stat().st_mtime_ns == stamp
 
 
+def test_the_benchmarks_jvm_probe_compiles(tmp_path: Path) -> None:
+    """bench/jvm is built the same way, by bench_state_job.py --jvm only: kept compiling here."""
+    sources = SOURCES.parents[2] / "bench" / "jvm" / "src"
+    names = set(zipfile.ZipFile(operator_jar(config(tmp_path), sources)).namelist())
+    assert "stacktide/bench/KeyedStateProbe.class" in names
+
+
 def test_a_changed_source_builds_a_new_jar(tmp_path: Path) -> None:
     sources = tmp_path / "src" / "demo"
     sources.mkdir(parents=True)
