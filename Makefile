@@ -59,7 +59,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy stacktide connectors jobs
+	$(BIN)/mypy stacktide connectors jobs host_agent
 
 clean-state:
 	$(BIN)/stacktide local down || true
