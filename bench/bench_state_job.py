@@ -194,15 +194,16 @@ def _sql_only_here(base: Config, items: list[Envelope]) -> float:
     return time.monotonic() - started
 
 
-def jvm_keyed(base: Config, items: list[Envelope]) -> float:
+def jvm_keyed(base: Config, items: list[Envelope], empty: bool = False) -> float:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return float(pool.apply(_jvm_keyed_here, (base, items)))
+        return float(pool.apply(_jvm_keyed_here, (base, items, empty)))
 
 
-def _jvm_keyed_here(base: Config, items: list[Envelope]) -> float:
+def _jvm_keyed_here(base: Config, items: list[Envelope], empty: bool) -> float:
     """Seconds of a bounded run of the instance job's source and keying (its SQL, keyed in
     the JVM) into bench/jvm's KeyedStateProbe: its state, timers and rows without its logic
-    and without Python, into a blackhole."""
+    and without Python, into a blackhole; with *empty*, into a keyed function that does
+    nothing (the floor under the probe)."""
     from pyflink.java_gateway import get_gateway
 
     from jobs import instance_state
@@ -227,7 +228,7 @@ def _jvm_keyed_here(base: Config, items: list[Envelope]) -> float:
         "instance_notifications", source=Ident("probe_source"),
         event_filter=Raw(instance_state.event_filter(lc.load_rules()))))
     stream, _ = rows_with_key(t_env, query, instance_state.KEY, "probe")
-    get_gateway().jvm.stacktide.bench.KeyedStateProbe.attach(stream._j_data_stream)
+    get_gateway().jvm.stacktide.bench.KeyedStateProbe.attach(stream._j_data_stream, empty)
     started = time.monotonic()
     env.execute(f"bench-jvm-{uuid.uuid4().hex[:6]}")
     return time.monotonic() - started
@@ -289,6 +290,7 @@ def main() -> None:
             results: dict[str, tuple[list[Run], list[Run]]] = {v: ([], []) for v in chosen}
             sql: tuple[list[float], list[float]] = ([], [])
             probe: tuple[list[float], list[float]] = ([], [])
+            floor: tuple[list[float], list[float]] = ([], [])
             for _ in range(args.repeat):  # variants interleaved: the machine's noise hits all
                 for name in chosen:
                     results[name][0].append(timed(config, tiny, VARIANTS[name]))
@@ -298,6 +300,8 @@ def main() -> None:
                 if args.jvm:
                     probe[0].append(jvm_keyed(config, tiny))
                     probe[1].append(jvm_keyed(config, items * SQL_COPIES))
+                    floor[0].append(jvm_keyed(config, tiny, empty=True))
+                    floor[1].append(jvm_keyed(config, items * SQL_COPIES, empty=True))
         finally:
             local.down(config)
     n = len(items)
@@ -320,6 +324,14 @@ def main() -> None:
         print(f"{'JVM keyed (state, timers, rows)':<32} {f:8.1f} {t:8.1f} "
               f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the traffic {SQL_COPIES} times, "
               f"through the instance job's SQL into bench/jvm's KeyedStateProbe)")
+        f, t = statistics.median(floor[0]), statistics.median(floor[1])
+        print(f"{'JVM keyed, function empty':<32} {f:8.1f} {t:8.1f} "
+              f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the same, into a keyed function "
+              f"that does nothing)")
+    print("\nfull-run seconds of each repeat (the spread the medians hide):")
+    for name, runs in (("SQL only", sql), ("JVM keyed", probe), ("JVM keyed, empty", floor)):
+        if runs[1]:
+            print(f"  {name:<18} " + "  ".join(f"{s:.1f}" for s in runs[1]))
 
 
 if __name__ == "__main__":

@@ -79,11 +79,25 @@ public class KeyedStateProbe extends KeyedProcessFunction<String, Row, Row> {
         }
     }
 
-    /** The probe on *rows*, keyed in the JVM by their first field, into a discarding sink. */
-    public static void attach(DataStream<Row> rows) {
+    /**
+     * The floor under the probe: the same rows keyed the same way into a function that does
+     * nothing, so that the source, the SQL, the conversion to {@code Row} and the keyed
+     * exchange are told apart from the state, timers and rows the probe adds.
+     */
+    static final class Empty extends KeyedProcessFunction<String, Row, Row> {
+        @Override
+        public void processElement(Row row, Context ctx, Collector<Row> out) {
+        }
+    }
+
+    /**
+     * The probe on *rows*, keyed in the JVM by their first field, into a discarding sink; with
+     * *empty*, the floor ({@link Empty}) in its place.
+     */
+    public static void attach(DataStream<Row> rows, boolean empty) {
         rows.keyBy((KeySelector<Row, String>) r -> (String) r.getField(0), Types.STRING)
-            .process(new KeyedStateProbe(), OUT)
-            .name("keyed-state-probe")
+            .process(empty ? new Empty() : new KeyedStateProbe(), OUT)
+            .name(empty ? "keyed-empty" : "keyed-state-probe")
             .sinkTo(new DiscardingSink<>())
             .name("discard");
     }
