@@ -315,23 +315,22 @@ def main() -> None:
         jvm = statistics.median(r.jvm for r in full) - statistics.median(r.jvm for r in fixed)
         py = statistics.median(r.python for r in full) - statistics.median(r.python for r in fixed)
         print(f"{name:<32} {f:8.1f} {t:8.1f} {n / max(t - f, 1e-9):9,.0f} {jvm:10.1f} {py:13.1f}")
-    f, t = statistics.median(sql[0]), statistics.median(sql[1])
-    print(f"{'SQL only (JSON + GROUP BY)':<32} {f:8.1f} {t:8.1f} "
-          f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the traffic {SQL_COPIES} times: "
-          f"{n * SQL_COPIES:,} rows; {n * SQL_COPIES / t:,.0f}/s including its start)")
+    rows = n * SQL_COPIES
+    pipelines = [("SQL only (JSON + GROUP BY)", sql,
+                  f"the traffic {SQL_COPIES} times: {rows:,} rows; "
+                  f"{rows / statistics.median(sql[1]):,.0f}/s including its start")]
     if args.jvm:
-        f, t = statistics.median(probe[0]), statistics.median(probe[1])
-        print(f"{'JVM keyed (state, timers, rows)':<32} {f:8.1f} {t:8.1f} "
-              f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the traffic {SQL_COPIES} times, "
-              f"through the instance job's SQL into bench/jvm's KeyedStateProbe)")
-        f, t = statistics.median(floor[0]), statistics.median(floor[1])
-        print(f"{'JVM keyed, function empty':<32} {f:8.1f} {t:8.1f} "
-              f"{n * SQL_COPIES / max(t - f, 1e-9):9,.0f}   (the same, into a keyed function "
-              f"that does nothing)")
+        pipelines += [
+            ("JVM keyed (state, timers, rows)", probe,
+             f"the traffic {SQL_COPIES} times, through the instance job's SQL into bench/jvm's "
+             "KeyedStateProbe"),
+            ("JVM keyed, function empty", floor, "the same, into a keyed function that does nothing")]
+    for label, (fixed_s, full_s), what in pipelines:
+        f, t = statistics.median(fixed_s), statistics.median(full_s)
+        print(f"{label:<32} {f:8.1f} {t:8.1f} {rows / max(t - f, 1e-9):9,.0f}   ({what})")
     print("\nfull-run seconds of each repeat (the spread the medians hide):")
-    for name, runs in (("SQL only", sql), ("JVM keyed", probe), ("JVM keyed, empty", floor)):
-        if runs[1]:
-            print(f"  {name:<18} " + "  ".join(f"{s:.1f}" for s in runs[1]))
+    for label, (_, full_s), _ in pipelines:
+        print(f"  {label:<32} " + "  ".join(f"{s:.1f}" for s in full_s))
 
 
 if __name__ == "__main__":
