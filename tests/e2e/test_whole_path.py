@@ -10,19 +10,22 @@ broken one in the dead-letter topic with its raw bytes and reason.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from connectors.bridge import Bridge
+from connectors.kafka_producer import CellStats
 from connectors.replay import publish
 from connectors.wire import parse
 from jobs.command import run_jobs
 from jobs.lifecycle import load_rules, observe, to_us
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
-from stacktide.corpus import iter_samples
+from stacktide.corpus import Sample, iter_samples
 from stacktide.local.kafka import ensure_topics
 from stacktide.schema import CapturedMessage, Envelope
 from stacktide.usage_report import read_current
@@ -42,6 +45,10 @@ def test_every_notification_lands_once(stack: Config) -> None:
     # Published in time order, as a cloud would: the keyed instance job then takes every
     # sample (in mixed order, a 2024 sample would make the 2014 ones years late, beyond the
     # allowed lateness: the archive keeps those, the instance job counts and skips them).
+    # Each service has its own queue, and the bridge reads them side by side, so one hour of
+    # the corpus is published at a time, the next once the bridge forwarded it: otherwise a
+    # neutron sample of 2016 may reach a nova instance's partition before that instance's
+    # 2014 events, and they become late (twelve years of samples published within seconds).
     samples = sorted(iter_samples(envelope="mixed"),
                      key=lambda s: _wire_timestamp(s.body) or datetime.max.replace(tzinfo=UTC))
     # The corpus also holds a swift middleware sample, on the 'swift' exchange.
@@ -57,9 +64,17 @@ def test_every_notification_lands_once(stack: Config) -> None:
 
     bridge = Bridge(config)
     bridge.declare()
-    assert publish(config, messages) == len(messages)
-    bridge.run(idle_exit=3.0)
-    stats = bridge.cells[0].stats
+    runner = threading.Thread(target=bridge.run, name="bridge", daemon=True)
+    runner.start()
+    stats, published = bridge.cells[0].stats, 0
+    try:
+        for batch in [*_hours(messages[:len(samples)], samples), messages[len(samples):]]:
+            published += publish(config, batch)
+            _wait_forwarded(stats, published, runner)
+    finally:
+        bridge.stop.set()
+        runner.join(timeout=60)
+    assert published == len(messages)
     assert stats.received == len(messages)
     assert stats.forwarded == len(samples) + 1
     assert stats.dead_lettered == len(BROKEN)
@@ -119,6 +134,30 @@ def test_every_notification_lands_once(stack: Config) -> None:
         assert letter.headers["stacktide.cell"] == cell.encode()
         assert b"s3cr3t-token" not in letter.value
     assert b"{not json" in [r.value for r in letters]
+
+
+def _hours(messages: list[CapturedMessage], samples: list[Sample]) -> list[list[CapturedMessage]]:
+    """*messages* (those of *samples*, in time order) cut where an hour since the batch's first
+    passed: no message of a batch is more than an hour newer than another."""
+    batches: list[list[CapturedMessage]] = []
+    start: datetime | None = None
+    for message, sample in zip(messages, samples, strict=True):
+        at = _wire_timestamp(sample.body) or datetime.max.replace(tzinfo=UTC)
+        if start is None or at - start >= timedelta(hours=1):
+            batches.append([])
+            start = at
+        batches[-1].append(message)
+    return batches
+
+
+def _wait_forwarded(stats: CellStats, count: int, runner: threading.Thread, seconds: float = 60.0) -> None:
+    """Until the bridge wrote *count* messages to Kafka (acknowledged there)."""
+    deadline = time.monotonic() + seconds
+    while (done := stats.forwarded + stats.dead_lettered) < count:
+        if not runner.is_alive() or time.monotonic() > deadline:
+            raise AssertionError(f"the bridge wrote {done} of {count} messages to Kafka "
+                                 f"({'stopped' if not runner.is_alive() else f'{seconds:.0f} s'})")
+        time.sleep(0.005)
 
 
 def _wire_timestamp(body: bytes) -> datetime | None:
