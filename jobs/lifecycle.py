@@ -108,6 +108,16 @@ def load_rules(path: str | Path | None = None) -> Rules:
     return Rules(states, dict(sorted(events.items(), key=lambda kv: "*" in kv[0])), paths)
 
 
+def rules_document(rules: Rules) -> dict[str, Any]:
+    """*rules* as JSON data for the JVM's ``stacktide.lifecycle.Rules``: the file keeps one
+    reader and one set of checks (:func:`load_rules`), and both sides run the same rules."""
+    return {"states": {name: [m.power_state, m.running, m.exists, m.audited]
+                       for name, m in rules.states.items()},
+            "events": [[name, sorted(e.sets), e.audit] for name, e in rules.events.items()],
+            "paths": {fmt: {leaf: [list(p) for p in ways] for leaf, ways in leaves.items()}
+                      for fmt, leaves in rules.paths.items()}}
+
+
 def _sections(top: _Reader, name: str, known: set[str]) -> Iterator[tuple[str, _Reader]]:
     """The sub-mappings of a required, non-empty section, each with only *known* keys."""
     section = top.section(name)

@@ -1,0 +1,170 @@
+"""The JVM's instance state machine and exact usage (jvm/operators, ``stacktide.lifecycle``)
+against the Python functions they port, which stay the definition: every corpus sample
+observed alike, and simulated clouds (both formats, reordered, late and repeated deliveries)
+folded to the same state and the same usage rows, in delivery order and shuffled.
+
+tests/jvm/LifecycleCheck.java answers the queries in one JVM; each query is a JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs import lifecycle as lc
+from jobs import usage
+from stacktide.config import REPO_ROOT, config_from_mapping
+from stacktide.corpus import iter_samples
+from stacktide.local.operators import _flink_jars, operator_jar
+from stacktide.schema import Envelope
+from stacktide.simulate.cloud import Params
+from stacktide.simulate.delivery import Delivery
+from stacktide.simulate.traffic import generate
+from tests.helpers import envelopes
+
+RULES = lc.load_rules()
+RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
+HOUR = usage.PERIODS["hour"]
+
+
+@pytest.fixture(scope="module")
+def jvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Ask the JVM: a list of queries in, one answer per query out."""
+    tmp = tmp_path_factory.mktemp("jvm-lifecycle")
+    config = config_from_mapping({"local": {"cache_dir": str(tmp / "cache")}}, "<test>", base=tmp)
+    classpath = ":".join(map(str, [tmp / "classes", operator_jar(config), *_flink_jars()]))
+    subprocess.run(["javac", "--release", "11", "-nowarn", "-d", str(tmp / "classes"), "-cp",
+                    classpath, str(REPO_ROOT / "tests" / "jvm" / "LifecycleCheck.java")],
+                   check=True, capture_output=True, text=True)
+    (rules := tmp / "rules.json").write_text(json.dumps(lc.rules_document(RULES)))
+
+    def ask(queries: list[dict[str, Any]]) -> list[Any]:
+        done = subprocess.run(["java", "-cp", classpath, "LifecycleCheck", str(rules)],
+                              input="".join(json.dumps(q) + "\n" for q in queries),
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        answers = [json.loads(line) for line in done.stdout.splitlines()]
+        assert len(answers) == len(queries)
+        return answers
+
+    yield ask
+
+
+def wire(env: Envelope) -> dict[str, Any]:
+    """The envelope's fields the keyed job hands its function (payload as JSON)."""
+    return {"cell": env.cell, "instance_id": env.instance_id, "message_id": env.message_id,
+            "event_type": env.event_type, "generated": env.generated, "format": env.format,
+            "request_id": env.request_id, "payload": env.payload}
+
+
+def observation(o: lc.Observation | None) -> dict[str, Any] | None:
+    if o is None:
+        return None
+    return {"instance_id": o.instance_id, "message_id": o.message_id, "event_type": o.event_type,
+            "at": o.at, "key": o.key, "sets": sorted(o.effect.sets), "audit": o.effect.audit,
+            "values": dict(o.values), "request_id": o.request_id}
+
+
+def _s(x: Any) -> str:
+    return "null" if x is None else str(x)
+
+
+def _flavor(f: lc.Flavor | None) -> str:
+    return "None" if f is None else "|".join(map(_s, (f.flavor_id, f.flavor_name, f.vcpus,
+                                                        f.memory_mb, f.root_gb, f.ephemeral_gb,
+                                                        f.instance_type_id)))
+
+
+def _image(i: lc.Image | None) -> str:
+    return "None" if i is None else "|".join(map(_s, (i.image_ref, i.os_type, i.os_architecture,
+                                                        i.os_distro, i.os_version)))
+
+
+def folded(items: list[Envelope], period: int, lo: int, hi: int) -> dict[str, Any]:
+    """What LifecycleCheck's fold answers, computed by the Python functions."""
+    states: dict[str, lc.InstanceState] = {}
+    for env in items:
+        if (o := lc.observe(env, RULES)) is not None:
+            states[o.instance_id] = lc.apply(
+                states.get(o.instance_id) or lc.InstanceState(o.cell, o.instance_id), o)
+    out = {}
+    for iid, s in states.items():
+        rows = usage.usage(s, RULES, period, lo, hi)
+        out[iid] = {
+            "samples": [[x.at, x.key, _s(x.state), _flavor(x.flavor), _image(x.image),
+                         _s(x.launched)] for x in s.samples],
+            "registers": {k: [at, key, _s(v)] for k, (at, key, v) in s.registers.items()},
+            "launches": [[x.launched, x.at, x.key, _flavor(x.flavor), _image(x.image)]
+                         for x in s.launches],
+            "scalars": [s.first_launched, s.deleted_at, s.observed_from],
+            "usage": [[r.period_start, r.period_end, r.flavor_id, r.vcpus, r.memory_mb,
+                       r.disk_gb, r.microseconds, r.running_microseconds, r.launched_at,
+                       r.deleted_at] for _, r in sorted(rows.items())],
+        }
+    return out
+
+
+def test_every_corpus_sample_is_observed_alike(jvm: Any) -> None:
+    items = [env for envelope in ("1.0", "2.0") for s in iter_samples(envelope=envelope)
+             if isinstance(env := _parse(s.body, s.exchange, s.routing_key), Envelope)]
+    answers = jvm([{"envelope": wire(env)} for env in items])
+    want = [observation(lc.observe(env, RULES)) for env in items]
+    assert sum(w is not None for w in want) > 300  # the corpus' nova samples
+    for env, got, expected in zip(items, answers, want, strict=True):
+        assert got == expected, env.message_id
+
+
+@pytest.mark.parametrize("fmt", ["legacy", "versioned"])
+def test_a_simulated_cloud_folds_to_the_same_state_and_usage(jvm: Any, fmt: str) -> None:
+    traffic = generate(Params(seed=11, instances=40, hours=30), fmt,
+                       Delivery(5, reorder_window_s=120.0, delay_fraction=0.03,
+                                delay_hours=(1.0, 6.0), duplicate_fraction=0.05))
+    items = envelopes(traffic)
+    times = [t for env in items if (t := lc.to_us(env.generated)) is not None]
+    lo, hi = min(times) - 2 * HOUR, max(times) + 2 * HOUR
+    shuffled = random.Random(7).sample(items, len(items))
+    want = folded(items, HOUR, lo, hi)
+    assert want == folded(shuffled, HOUR, lo, hi)  # the definition commutes
+    assert sum(bool(w["usage"]) for w in want.values()) >= 30
+    for order in (items, shuffled):
+        got, = jvm([{"fold": [wire(e) for e in order], "period": HOUR, "lo": lo, "hi": hi}])
+        assert got.keys() == want.keys()
+        for iid, expected in want.items():
+            assert got[iid] == expected, iid
+
+
+def test_times_and_message_keys_are_read_alike(jvm: Any) -> None:
+    texts = ["2014-10-14 10:06:41.006133", "2014-10-14T10:06:41Z", "2014-10-14T10:06:41.1Z",
+             "2014-10-14T10:06:41.1234567", "2014-10-14", "2014-10-14T10", "2014-10-14T10:06",
+             "2014-10-14T10:06:41+02:00", "2014-10-14T10:06:41-0130", "20141014T100641",
+             "2014-10-14x10:06:41", "2014-10-14T10:06:41.123+00:00:30", "2014-10-14T24:00:00",
+             "2014-02-30T00:00:00", "1969-12-31T23:59:59.999999", "", "x", "2014-10-14T10:06:41,5",
+             "2014-10-14T10:06:41.", "2014-10-14T10:06:4"]
+    keys = ["", "a", "req-1", "é" * 70, "x" * 128, "x" * 129, "y" * 300]
+    answers = jvm([{"time": t} for t in texts] + [{"key": k} for k in keys])
+    assert answers == [lc.to_us(t) for t in texts] + [lc.message_key(k) for k in keys]
+
+
+def _parse(body: bytes, exchange: str, routing_key: str) -> Any:
+    from connectors.wire import parse
+
+    return parse(body, cell="corpus", exchange=exchange, routing_key=routing_key,
+                 received=RECEIVED)
+
+
+def test_the_harness_can_tell_a_difference(jvm: Any, tmp_path: Path) -> None:
+    """A fold that differs is seen as different: a changed period changes every usage row."""
+    traffic = generate(Params(seed=2, instances=3, hours=6), "legacy")
+    items = envelopes(traffic)
+    times = [t for env in items if (t := lc.to_us(env.generated)) is not None]
+    lo, hi = min(times), max(times) + HOUR
+    got, = jvm([{"fold": [wire(e) for e in items], "period": HOUR, "lo": lo, "hi": hi}])
+    assert got == folded(items, HOUR, lo, hi)
+    assert got != folded(items, usage.PERIODS["day"], lo, hi)
