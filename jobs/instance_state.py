@@ -128,11 +128,11 @@ class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: igno
         if keep is None and obs.at < wm - self.timing.lateness:
             self.late.inc()  # too late for an instance this job no longer (or never) tracked
             return
+        if keep is not None and lc.is_late(keep.state, obs):
+            self.late.inc()  # the state is left as it was (not even its clocks move)
+            return
         keep = keep or Keep(lc.InstanceState(obs.cell, obs.instance_id), self.base)
         keep.watermark, keep.heard = wm, max(keep.heard, obs.at)
-        if lc.is_late(keep.state, obs):
-            self.late.inc()
-            return
         if obs.effect.audit:
             if obs.message_id in keep.pending or obs.key in keep.audited:
                 self.duplicates.inc()  # verified again: a row only if the verdict changed

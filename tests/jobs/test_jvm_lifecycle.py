@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import pytest
 
 from jobs import lifecycle as lc
 from jobs import usage
+from jobs.instance_state import OUTPUTS, InstanceFunction, Timing
+from jobs.keyed_source import MAX_WATERMARK
 from stacktide.config import REPO_ROOT, config_from_mapping
 from stacktide.corpus import iter_samples
 from stacktide.local.operators import _flink_jars, operator_jar
@@ -31,6 +34,7 @@ from tests.helpers import envelopes
 
 RULES = lc.load_rules()
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = usage.PERIODS["hour"]
 
 
@@ -168,3 +172,118 @@ def test_the_harness_can_tell_a_difference(jvm: Any, tmp_path: Path) -> None:
     got, = jvm([{"fold": [wire(e) for e in items], "period": HOUR, "lo": lo, "hi": hi}])
     assert got == folded(items, HOUR, lo, hi)
     assert got != folded(items, usage.PERIODS["day"], lo, hi)
+
+
+class Driver:
+    """Drives :class:`InstanceFunction` as Flink does (LifecycleCheck's ``drive`` does the same
+    to the JVM's logic): keyed state, event-time timers fired in (time, key) order as the
+    watermark passes them (one per key and time), the broadcast clock's newest time."""
+
+    def __init__(self, function: InstanceFunction, newest: int) -> None:
+        self.function, self.given = function, newest
+        self.stored: dict[str, Any] = {}
+        self.timers: set[tuple[int, str]] = set()
+        self.key, self.watermark, self.seen = "", -(2**63), -(2**63)
+        self.rows: list[Any] = []
+        self.counts = {"late_events": 0, "duplicates": 0}
+        function.emit = lambda name, record: (name, record)  # type: ignore[method-assign]
+        function.open(self)
+
+    def get_state(self, _descriptor: Any) -> Driver:
+        return self
+
+    def get_metrics_group(self) -> Driver:
+        return self
+
+    def counter(self, name: str) -> Any:
+        counts = self.counts
+
+        class Counter:
+            def inc(self, n: int = 1) -> None:
+                counts[name] += n
+        return Counter()
+
+    def value(self) -> Any:
+        return self.stored.get(self.key)
+
+    def update(self, keep: Any) -> None:
+        self.stored[self.key] = keep
+
+    def clear(self) -> None:
+        self.stored.pop(self.key, None)
+
+    def timer_service(self) -> Driver:
+        return self
+
+    def current_watermark(self) -> int:
+        return self.watermark
+
+    def register_event_time_timer(self, ms: int) -> None:
+        self.timers.add((ms, self.key))
+
+    def get_broadcast_state(self, _descriptor: Any) -> dict[str, int]:
+        return {"newest": self.given}
+
+    def element(self, env: Envelope) -> None:
+        row = (env.message_id, env.cell, env.event_type, env.generated, env.request_id,
+               env.instance_id, env.format, json.dumps(env.payload) if env.payload is not None
+               else None)
+        self.key = f"{env.cell}/{env.instance_id}"
+        self.rows += list(self.function.process_element(row, self))
+
+    def advance(self, ms: int) -> None:
+        self.watermark = ms
+        while self.timers and (first := min(self.timers))[0] <= ms:
+            self.timers.discard(first)
+            self.key = first[1]
+            self.rows += list(self.function.on_timer(first[0], self))
+
+
+def plan(items: list[Envelope], every: int = 200, out_of_order_ms: int = 60_000
+         ) -> list[tuple[str, Any]]:
+    """Elements in delivery order, the watermark (newest - out of order) every *every*
+    elements, then the end of input."""
+    steps: list[tuple[str, Any]] = []
+    top, mark = -(2**63), -(2**63)
+    for i, env in enumerate(items):
+        steps.append(("e", env))
+        top = max(top, (lc.to_us(env.generated) or 0) // 1000)
+        if i % every == 0 and top - out_of_order_ms > mark:
+            steps.append(("w", mark := top - out_of_order_ms))
+    return [*steps, ("w", MAX_WATERMARK)]
+
+
+def plain(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v - EPOCH) // timedelta(microseconds=1) if isinstance(v, datetime) else v
+            for k, v in record.items()}
+
+
+@pytest.mark.parametrize(("fmt", "audit_expected"), [("legacy", True), ("versioned", False)])
+def test_the_jobs_logic_emits_the_same_rows(jvm: Any, fmt: str, audit_expected: bool) -> None:
+    """The whole keyed logic (state machine, usage book, audit, timers, revisions, clearing
+    deleted instances) driven alike: the same rows, the same late and repeated counts."""
+    traffic = generate(Params(seed=5, instances=30, hours=30), fmt,
+                       Delivery(9, reorder_window_s=120.0, delay_fraction=0.03,
+                                delay_hours=(1.0, 30.0), duplicate_fraction=0.05), corrupt=2)
+    items = envelopes(traffic)
+    newest = max(lc.to_us(e.generated) or 0 for e in items)
+    timing = Timing(HOUR, 60_000_000, 3 * 3600_000_000, 2 * 3600_000_000, 20 * 3600_000_000,
+                    audit_expected)
+    driver = Driver(InstanceFunction(timing, base=7), newest)
+    steps = plan(items)
+    for kind, value in steps:
+        driver.element(value) if kind == "e" else driver.advance(value)
+    want = [[name, plain(record)] for name, record in driver.rows]
+    tables = Counter(name for name, _ in want)
+    assert min(tables[t] for t in OUTPUTS) > 0 and driver.counts["late_events"] > 0, (
+        tables, driver.counts)
+    assert any(r["status"] == "failed" for n, r in want if n == "usage_audit")
+    got, = jvm([{"drive": [[k, wire(v) if k == "e" else v] for k, v in steps],
+                 "timing": [timing.period, timing.out_of_order, timing.lateness, timing.settle,
+                            timing.silence, timing.audit_expected],
+                 "base": 7, "newest": newest}])
+    assert got["late"] == driver.counts["late_events"]
+    assert got["duplicates"] == driver.counts["duplicates"]
+    assert set(got["kept"]) == set(driver.stored)
+    key = json.dumps
+    assert sorted(map(key, got["rows"])) == sorted(map(key, want))

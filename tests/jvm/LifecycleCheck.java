@@ -14,7 +14,9 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
 import stacktide.lifecycle.Blake2b;
+import stacktide.lifecycle.InstanceCore;
 import stacktide.lifecycle.InstanceState;
+import stacktide.lifecycle.Keep;
 import stacktide.lifecycle.NovaTime;
 import stacktide.lifecycle.Observation;
 import stacktide.lifecycle.Parts;
@@ -27,7 +29,9 @@ import stacktide.lifecycle.Usage;
  *
  * {"time": text} -> the µs; {"key": text} -> the message key; {"envelope": {...}} -> its
  * observation; {"fold": [envelopes...], "period": p, "lo": a, "hi": b} -> the state of each
- * instance after folding them in that order, and its usage rows over [lo, hi).
+ * instance after folding them in that order, and its usage rows over [lo, hi);
+ * {"drive": [["e", envelope] | ["w", ms]...], "timing": [...], "base": b, "newest": µs} -> the
+ * rows the keyed instance job's logic emits, driven as Flink drives it (see the Python test).
  */
 public final class LifecycleCheck {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -43,6 +47,8 @@ public final class LifecycleCheck {
                 answer = NovaTime.micros(q.get("time").asText());
             } else if (q.has("key")) {
                 answer = Blake2b.key(q.get("key").asText());
+            } else if (q.has("drive")) {
+                answer = drive(rules, q);
             } else if (q.has("envelope")) {
                 answer = observation(observe(rules, q.get("envelope")));
             } else {
@@ -51,6 +57,91 @@ public final class LifecycleCheck {
             out.println(JSON.writeValueAsString(answer));
         }
         out.flush();
+    }
+
+    /** Keyed state in a map, timers in (ms, key) order, fired as the watermark passes them. */
+    private static Map<String, Object> drive(Rules rules, JsonNode q) {
+        JsonNode t = q.get("timing");
+        InstanceCore core = new InstanceCore(new InstanceCore.Timing(t.get(0).asLong(),
+                t.get(1).asLong(), t.get(2).asLong(), t.get(3).asLong(), t.get(4).asLong(),
+                t.get(5).asBoolean()), q.get("base").asLong(), rules);
+        Map<String, byte[]> stored = new java.util.HashMap<>();
+        java.util.TreeSet<Object[]> timers = new java.util.TreeSet<>((a, b) -> {
+            int c = Long.compare((Long) a[0], (Long) b[0]);
+            return c != 0 ? c : ((String) a[1]).compareTo((String) b[1]);
+        });
+        List<Object> rows = new ArrayList<>();
+        long[] counts = new long[2];
+        long[] clock = {Long.MIN_VALUE, Long.MIN_VALUE};  // watermark ms, newest µs seen
+        long given = q.get("newest").asLong();
+        String[] current = {null};
+        InstanceCore.Context ctx = new InstanceCore.Context() {
+            public long watermarkMs() {
+                return clock[0];
+            }
+
+            public long newest() {
+                return Math.max(clock[1], given);
+            }
+
+            public void registerTimer(long ms) {
+                timers.add(new Object[] {ms, current[0]});
+            }
+
+            public void emit(String table, Map<String, Object> row) {
+                rows.add(List.of(table, row));
+            }
+
+            public void late() {
+                counts[0]++;
+            }
+
+            public void duplicate() {
+                counts[1]++;
+            }
+        };
+        for (JsonNode step : q.get("drive")) {
+            if (step.get(0).asText().equals("e")) {
+                Observation o = observe(rules, step.get(1));
+                if (o == null) {
+                    continue;
+                }
+                clock[1] = Math.max(clock[1], o.at);
+                current[0] = o.cell + "/" + o.instanceId;
+                byte[] data = stored.get(current[0]);
+                Keep keep = core.process(data == null ? null : Keep.fromBytes(data), o, ctx);
+                if (keep != null) {
+                    stored.put(current[0], keep.toBytes());
+                }
+                continue;
+            }
+            clock[0] = step.get(1).asLong();
+            while (!timers.isEmpty() && (Long) timers.first()[0] <= clock[0]) {
+                Object[] timer = timers.pollFirst();
+                current[0] = (String) timer[1];
+                byte[] data = stored.get(current[0]);
+                if (data == null) {
+                    continue;
+                }
+                Keep keep = core.onTimer(Keep.fromBytes(data), (Long) timer[0], ctx);
+                if (keep == null) {
+                    stored.remove(current[0]);
+                } else {
+                    stored.put(current[0], keep.toBytes());
+                }
+            }
+        }
+        Map<String, Object> out = new LinkedHashMap<>();
+        out.put("rows", rows);
+        out.put("late", counts[0]);
+        out.put("duplicates", counts[1]);
+        out.put("kept", new TreeSet<>(stored.keySet()));
+        long bytes = 0;
+        for (byte[] b : stored.values()) {
+            bytes += b.length;
+        }
+        out.put("bytes", bytes);
+        return out;
     }
 
     private static Observation observe(Rules rules, JsonNode e) {

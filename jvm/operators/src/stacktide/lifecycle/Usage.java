@@ -20,6 +20,7 @@ public final class Usage {
 
     /** One instance's usage in one period with one flavor. */
     public static final class Row {
+        public final String tenantId;
         public final long periodStart;
         public final long periodEnd;
         public final String flavorId;
@@ -31,8 +32,9 @@ public final class Usage {
         public final Long launchedAt;
         public final Long deletedAt;
 
-        Row(long periodStart, long periodEnd, String flavorId, Long vcpus, Long memoryMb, Long diskGb,
+        Row(String tenantId, long periodStart, long periodEnd, String flavorId, Long vcpus, Long memoryMb, Long diskGb,
             long microseconds, long runningMicroseconds, Long launchedAt, Long deletedAt) {
+            this.tenantId = tenantId;
             this.periodStart = periodStart;
             this.periodEnd = periodEnd;
             this.flavorId = flavorId;
@@ -43,6 +45,20 @@ public final class Usage {
             this.runningMicroseconds = runningMicroseconds;
             this.launchedAt = launchedAt;
             this.deletedAt = deletedAt;
+        }
+
+        /** Identity of the row's content, for the Book: a late event that changes nothing in
+         * it emits nothing. */
+        public long digest() {
+            return Book.digest(String.join("\u0000", String.valueOf(tenantId),
+                    Long.toString(periodStart), Long.toString(periodEnd), flavorId,
+                    String.valueOf(vcpus), String.valueOf(memoryMb), String.valueOf(diskGb),
+                    Long.toString(microseconds), Long.toString(runningMicroseconds),
+                    String.valueOf(launchedAt), String.valueOf(deletedAt)));
+        }
+
+        public Book.Key key() {
+            return new Book.Key(periodStart, flavorId);
         }
     }
 
@@ -115,6 +131,7 @@ public final class Usage {
     /** The rows of the periods starting in [lo, hi), ordered by (period start, flavor id). */
     public static List<Row> usage(InstanceState s, Rules rules, long period, long lo, long hi) {
         Map<String, Row> rows = new TreeMap<>();
+        String tenant = (String) s.register("tenant_id");
         long upper = Math.floorMod(hi, period) == 0 ? hi : periodOf(hi, period) + period;
         for (Piece p : pieces(s, rules, periodOf(lo, period), upper)) {
             long start = p.start;
@@ -130,7 +147,7 @@ public final class Usage {
                         : Long.valueOf(f.rootGb + (f.ephemeralGb == null ? 0 : f.ephemeralGb));
                 Long deleted = s.deletedAt != null && ps < s.deletedAt && s.deletedAt <= ps + period
                         ? s.deletedAt : null;
-                rows.put(k, new Row(ps, ps + period, f.flavorId, f.vcpus, f.memoryMb, disk, secs, run,
+                rows.put(k, new Row(tenant, ps, ps + period, f.flavorId, f.vcpus, f.memoryMb, disk, secs, run,
                         p.launched, deleted));
                 start = end;
             }

@@ -1,0 +1,202 @@
+package stacktide.lifecycle;
+
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.TreeMap;
+import java.util.TreeSet;
+
+import stacktide.lifecycle.Parts.Flavor;
+import stacktide.lifecycle.Parts.Image;
+import stacktide.lifecycle.Parts.Sample;
+
+/**
+ * What was emitted of one instance's usage, and the steps that keep it exact: the JVM's
+ * {@code jobs.usage.Book}, {@code step}, {@code advance}, {@code compact} and {@code next_due}.
+ * A late event re-emits only the rows it changed ({@code revision} + 1; a row left without
+ * usage once as zeros), so an upsert by (cell, instance, period, flavor) never counts twice.
+ */
+public final class Book {
+    /** A usage row's identity: (period start, flavor id). */
+    public static final class Key implements Comparable<Key> {
+        public final long periodStart;
+        public final String flavorId;
+
+        public Key(long periodStart, String flavorId) {
+            this.periodStart = periodStart;
+            this.flavorId = flavorId;
+        }
+
+        @Override
+        public int compareTo(Key o) {
+            int c = Long.compare(periodStart, o.periodStart);
+            return c != 0 ? c : flavorId.compareTo(o.flavorId);
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Key && compareTo((Key) o) == 0;
+        }
+
+        @Override
+        public int hashCode() {
+            return Objects.hash(periodStart, flavorId);
+        }
+    }
+
+    /** A row as emitted: its revision and its content's digest. */
+    public static final class Emitted {
+        public final long revision;
+        public final long digest;
+
+        public Emitted(long revision, long digest) {
+            this.revision = revision;
+            this.digest = digest;
+        }
+    }
+
+    /** A usage row with the revision it is emitted with. */
+    public static final class Revised {
+        public final Usage.Row row;
+        public final long revision;
+
+        Revised(Usage.Row row, long revision) {
+            this.row = row;
+            this.revision = revision;
+        }
+    }
+
+    public final TreeMap<Key, Emitted> rows = new TreeMap<>();
+    public Long emittedUntil;  // every period ending at or before this was emitted
+    public Long dirtyFrom;  // earliest instant a folded event may have changed
+
+    /** 64 bits of BLAKE2b of {@code text}: digests of emitted rows, stable across JVMs. */
+    public static long digest(String text) {
+        byte[] d = Blake2b.digest(text.getBytes(StandardCharsets.UTF_8), 8);
+        long v = 0;
+        for (byte b : d) {
+            v = (v << 8) | (b & 0xffL);
+        }
+        return v;
+    }
+
+    /** Fold {@code obs} into {@code state} and remember from when usage may have changed;
+     * false when it changed nothing. */
+    public boolean step(InstanceState state, Observation obs) {
+        if (!state.apply(obs)) {
+            return false;
+        }
+        long dirty = dirtyFrom == null ? obs.at : Math.min(dirtyFrom, obs.at);
+        for (String k : new String[] {"launched_at", "deleted_at"}) {
+            Object v = obs.values.get(k);
+            if (v instanceof Long) {
+                dirty = Math.min(dirty, (Long) v);
+            }
+        }
+        dirtyFrom = dirty;
+        return true;
+    }
+
+    /** The rows of periods completed by {@code watermark} and those late events changed. */
+    public List<Revised> advance(InstanceState state, Rules rules, long period, long watermark) {
+        List<Revised> out = new ArrayList<>();
+        long[] window = Usage.existence(state);
+        if (window == null) {
+            return out;
+        }
+        long upto = Usage.periodOf(watermark, period);
+        if (window[1] < InstanceState.END) {
+            upto = Math.min(upto, Usage.periodOf(window[1] - 1, period) + period);
+        }
+        long lo = emittedUntil == null ? Usage.periodOf(window[0], period) : emittedUntil;
+        if (dirtyFrom != null) {
+            lo = Math.min(lo, Usage.periodOf(dirtyFrom, period));
+        }
+        lo = Math.max(lo, state.horizon);
+        Map<Key, Usage.Row> fresh = new TreeMap<>();
+        if (lo < upto) {
+            for (Usage.Row r : Usage.usage(state, rules, period, lo, upto)) {
+                fresh.put(r.key(), r);
+            }
+        }
+        TreeSet<Key> keys = new TreeSet<>(fresh.keySet());
+        keys.addAll(rows.tailMap(new Key(lo, ""), true).keySet());
+        String tenant = (String) state.register("tenant_id");
+        for (Key k : keys) {
+            Usage.Row row = fresh.get(k);
+            if (row == null) {
+                row = new Usage.Row(tenant, k.periodStart, k.periodStart + period, k.flavorId,
+                        null, null, null, 0, 0, null, null);
+            }
+            Emitted old = rows.get(k);
+            long digest = row.digest();
+            if (old == null || old.digest != digest) {
+                long revision = old == null ? 0 : old.revision + 1;
+                rows.put(k, new Emitted(revision, digest));
+                out.add(new Revised(row, revision));
+            }
+        }
+        emittedUntil = emittedUntil == null ? upto : Math.max(emittedUntil, upto);
+        dirtyFrom = null;
+        return out;
+    }
+
+    /** Fold samples before the period-aligned {@code horizon} (never one not yet emitted)
+     * into one base sample and forget earlier rows; events before it are then refused. */
+    public void compact(InstanceState state, long period, long horizon) {
+        if (emittedUntil != null) {
+            horizon = Math.min(horizon, emittedUntil);
+        }
+        horizon = Usage.periodOf(horizon, period);
+        if (horizon <= state.horizon) {
+            return;
+        }
+        int cut = 0;
+        while (cut < state.samples.size() && state.samples.get(cut).at < horizon) {
+            cut++;
+        }
+        if (cut > 0) {
+            List<Sample> old = state.samples.subList(0, cut);
+            Sample base = new Sample(horizon, -1, newest(old, x -> x.state),
+                    newest(old, x -> x.flavor), newest(old, x -> x.image),
+                    newest(old, x -> x.launched));
+            old.clear();
+            state.samples.add(0, base);
+        }
+        rows.headMap(new Key(horizon, ""), false).clear();
+        state.horizon = horizon;
+    }
+
+    private static <T> T newest(List<Sample> samples, java.util.function.Function<Sample, T> get) {
+        for (int k = samples.size() - 1; k >= 0; k--) {
+            T v = get.apply(samples.get(k));
+            if (v != null) {
+                return v;
+            }
+        }
+        return null;
+    }
+
+    /** When the next period completes that {@link #advance} must emit; null if none will. */
+    public Long nextDue(InstanceState state, long period) {
+        long[] window = Usage.existence(state);
+        if (window == null) {
+            return null;
+        }
+        long start = emittedUntil == null ? Usage.periodOf(window[0], period) : emittedUntil;
+        if (window[1] < InstanceState.END && start >= Usage.periodOf(window[1] - 1, period) + period) {
+            return null;
+        }
+        return start + period;
+    }
+
+    static Flavor noFlavor() {
+        return new Flavor("", null, null, null, null, null, null);
+    }
+
+    static Image noImage() {
+        return new Image(null, null, null, null, null);
+    }
+}

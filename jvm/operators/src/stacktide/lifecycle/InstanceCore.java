@@ -1,0 +1,309 @@
+package stacktide.lifecycle;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+
+/**
+ * The keyed instance job's logic for one key, without Flink: the JVM's
+ * {@code jobs.instance_state.InstanceFunction} (process_element, on_timer and their helpers),
+ * kept equal to it by the differential tests, which drive both over the same traffic, watermarks
+ * and timers. A Flink function wraps it ({@link InstanceFunction}); the {@link Context} is
+ * what it asks of Flink.
+ */
+public final class InstanceCore {
+    public static final long MAX_WATERMARK = Long.MAX_VALUE;  // ms: the end of a bounded input
+    static final long MS = 1000;
+    private static final long END = InstanceState.END;
+
+    /** What the logic asks of its runtime: the clocks, timers, and where rows go. */
+    public interface Context {
+        /** The current watermark, in ms. */
+        long watermarkMs();
+
+        /** The newest event time of the input, µs (read at the end of a bounded input). */
+        long newest();
+
+        void registerTimer(long ms);
+
+        void emit(String table, Map<String, Object> row);
+
+        void late();
+
+        void duplicate();
+    }
+
+    /** The job's clocks in µs (see {@code jobs.instance_state.Timing}). */
+    public static final class Timing {
+        final long period;
+        final long outOfOrder;
+        final long lateness;
+        final long settle;
+        final long silence;
+        final boolean auditExpected;
+
+        public Timing(long period, long outOfOrder, long lateness, long settle, long silence,
+                      boolean auditExpected) {
+            this.period = period;
+            this.outOfOrder = outOfOrder;
+            this.lateness = lateness;
+            this.settle = settle;
+            this.silence = silence;
+            this.auditExpected = auditExpected;
+        }
+    }
+
+    private final Timing t;
+    private final long base;
+    private final Rules rules;
+
+    public InstanceCore(Timing timing, long base, Rules rules) {
+        this.t = timing;
+        this.base = base;
+        this.rules = rules;
+    }
+
+    public Rules rules() {
+        return rules;
+    }
+
+    /** Take one observation of the key; returns the state to store, or null to leave the
+     * stored state as it was. */
+    public Keep process(Keep keep, Observation obs, Context ctx) {
+        long wm = Math.max(us(ctx.watermarkMs()), keep != null ? keep.watermark : -END);
+        if (keep == null && obs.at < wm - t.lateness) {
+            ctx.late();  // too late for an instance this job no longer (or never) tracked
+            return null;
+        }
+        if (keep != null && keep.state.isLate(obs)) {
+            ctx.late();
+            return null;
+        }
+        if (keep == null) {
+            keep = new Keep(new InstanceState(obs.cell, obs.instanceId), base);
+        }
+        keep.watermark = wm;
+        keep.heard = Math.max(keep.heard, obs.at);
+        if (obs.effect.audit) {
+            if (keep.pending.containsKey(obs.messageId) || keep.audited.containsKey(obs.key)) {
+                ctx.duplicate();
+            }
+            keep.pending.put(obs.messageId, obs);
+            Long start = Audit.periodic(obs, t.period);
+            if (start != null) {
+                keep.periodic.add(start);
+            }
+            settle(keep, wm, obs.messageId, ctx);
+        } else if (seen(keep.state, obs)) {
+            ctx.duplicate();
+        } else if (keep.book.step(keep.state, obs)) {
+            Map<String, Object> event = Records.event(obs);
+            if (event != null) {
+                ctx.emit("instance_events", event);
+            }
+            keep.dirty = true;
+            Book b = keep.book;
+            if (b.dirtyFrom != null && b.emittedUntil != null && b.dirtyFrom < b.emittedUntil) {
+                advance(keep, wm, ctx);  // a late event: correct now
+            }
+        }
+        schedule(keep, ctx, obs.at);
+        return keep;
+    }
+
+    /** A timer of the key fired; returns the state to store, or null to clear it. */
+    public Keep onTimer(Keep keep, long timestamp, Context ctx) {
+        keep.timers.remove(timestamp);
+        long current = ctx.watermarkMs();
+        boolean last = current >= MAX_WATERMARK;
+        long now = Math.max(last ? Math.max(ctx.newest(), keep.heard) - t.outOfOrder : us(current),
+                keep.watermark);
+        keep.watermark = now;
+        boolean deleted = last && keep.state.deletedAt != null;
+        advance(keep, deleted ? END - 1 : now, ctx);  // a deletion ends usage
+        keep.book.compact(keep.state, t.period, now - t.lateness);
+        settle(keep, last ? END : now, null, ctx);
+        if (t.auditExpected) {
+            missing(keep, now - t.settle, ctx);  // even at the end: the audit runs after its period
+        }
+        Set<Long> waiting = new HashSet<>();
+        for (Observation o : keep.pending.values()) {
+            waiting.add(o.key);
+        }
+        keep.audited.entrySet().removeIf(e -> e.getValue()[0] < keep.state.horizon
+                && !waiting.contains(e.getKey()));
+        if (keep.dirty) {
+            flush(keep, ctx);
+        }
+        if (finished(keep, now)) {
+            return null;
+        }
+        if (!last) {  // at +inf a timer fires at once, again and again
+            schedule(keep, ctx, null);
+        }
+        return keep;
+    }
+
+    /** Emit usage up to {@code now}, or, for an instance silent longer than the silence
+     * limit, up to that limit (its later periods are held until it is heard of again). */
+    private void advance(Keep keep, long now, Context ctx) {
+        if (held(keep, now)) {
+            now = keep.heard + t.silence;
+        }
+        for (Book.Revised r : keep.book.advance(keep.state, rules, t.period, now)) {
+            ctx.emit("instance_usage", Records.usage(keep.state, r.row, keep.base + r.revision));
+        }
+    }
+
+    private boolean held(Keep keep, long at) {
+        return t.silence != 0 && keep.state.deletedAt == null && at > keep.heard + t.silence;
+    }
+
+    /** Verify the pending exists whose settle time passed; one that just arrived is written
+     * at once, as pending when it must wait. */
+    private void settle(Keep keep, long now, String arrived, Context ctx) {
+        for (Observation obs : new ArrayList<>(keep.pending.values())) {
+            Audit.Result result = Audit.verify(keep.state, obs, now, t.settle, t.period);
+            if (!result.status.equals("pending")) {
+                keep.pending.remove(obs.messageId);
+            } else if (!obs.messageId.equals(arrived)) {
+                continue;
+            }
+            auditRow(keep, obs, result, ctx);
+        }
+    }
+
+    /** Flag the periods ending by {@code until} in which the instance existed but no
+     * periodic exists arrived: a failed row named missing:cell:instance:period start, once. */
+    private void missing(Keep keep, long until, Context ctx) {
+        long[] window = Usage.existence(keep.state);
+        if (window == null) {
+            return;
+        }
+        long start = keep.checked == null ? Usage.periodOf(window[0], t.period) : keep.checked;
+        long stop = Usage.periodOf(Math.min(until, window[1] + t.period), t.period);
+        if (stop <= start) {
+            return;
+        }
+        InstanceState s = keep.state;
+        for (long begin : Audit.missing(s, rules, keep.periodic, start, stop, t.period)) {
+            String name = "missing:" + s.cell + ":" + s.instanceId + ":"
+                    + Audit.time(begin).substring(0, 19) + "Z";
+            Audit.Result result = new Audit.Result(name, s.cell, s.instanceId, begin,
+                    begin + t.period, "failed",
+                    List.of(new Audit.Mismatch("exists", "a periodic exists for the period", null)));
+            ctx.emit("usage_audit", Records.audit(result, keep.base));
+        }
+        keep.checked = stop;
+        keep.periodic.removeIf(p -> p < stop);
+    }
+
+    private void auditRow(Keep keep, Observation obs, Audit.Result result, Context ctx) {
+        long[] old = keep.audited.get(obs.key);
+        long at = old == null ? obs.at : old[0];
+        long revision = old == null ? -1 : old[1];
+        long digest = result.digest();
+        if (old == null || old[2] != digest) {
+            keep.audited.put(obs.key, new long[] {at, revision + 1, digest});
+            ctx.emit("usage_audit", Records.audit(result, keep.base + revision + 1));
+        }
+    }
+
+    private void flush(Keep keep, Context ctx) {
+        Map<String, Object> row = Records.instance(keep.state, rules);
+        long digest = Book.digest(row.toString());
+        keep.dirty = false;
+        if (keep.rowRevision < 0 || digest != keep.rowDigest) {
+            keep.rowRevision += 1;
+            keep.rowDigest = digest;
+            row.put("revision", keep.base + keep.rowRevision);
+            ctx.emit("instances", row);
+        }
+    }
+
+    /** Deleted, every period emitted, nothing pending, and past the allowed lateness. */
+    private boolean finished(Keep keep, long now) {
+        Long deleted = keep.state.deletedAt;
+        long[] window = Usage.existence(keep.state);
+        if (t.auditExpected && window != null) {
+            long checked = keep.checked == null || keep.checked == 0 ? -END : keep.checked;
+            if (checked < Usage.periodOf(window[1] - 1, t.period) + t.period) {
+                return false;  // a period it existed in still waits for its exists
+            }
+        }
+        return deleted != null && keep.pending.isEmpty() && !keep.dirty
+                && keep.book.nextDue(keep.state, t.period) == null && now >= deleted + t.lateness;
+    }
+
+    /** Register the timers the instance now needs, each once. */
+    private void schedule(Keep keep, Context ctx, Long flushAt) {
+        Set<Long> want = new HashSet<>();
+        Long rowDue = keep.book.nextDue(keep.state, t.period);
+        if (rowDue != null && !held(keep, rowDue)) {
+            want.add(rowDue);
+        }
+        for (Observation o : keep.pending.values()) {
+            Object ending = o.values.get("audit_period_ending");
+            long end = ending == null || (Long) ending == 0 ? o.at : (Long) ending;
+            want.add(Math.max(o.at, end) + t.settle);
+        }
+        if (keep.state.deletedAt != null) {
+            want.add(keep.state.deletedAt + t.lateness);
+        }
+        long[] window = Usage.existence(keep.state);
+        if (t.auditExpected && window != null) {
+            long first = keep.checked == null ? Usage.periodOf(window[0], t.period) : keep.checked;
+            if (first < window[1]) {
+                want.add(first + t.period + t.settle);  // the next period to look for its exists
+            }
+        }
+        // Never at or before the watermark: such a timer would fire within the same advance.
+        long floor = keep.watermark > -END ? Math.floorDiv(keep.watermark, MS) + 1 : -END;
+        TreeSet<Long> due = new TreeSet<>();
+        for (long w : want) {
+            if (w < END) {
+                due.add(Math.max(ceilMs(w), floor));
+            }
+        }
+        if (keep.dirty && flushAt != null) {
+            long flush = Math.max(ceilMs(flushAt), floor);
+            boolean covered = false;
+            for (long d : due) {
+                covered |= d <= flush;
+            }
+            for (long d : keep.timers) {
+                covered |= d <= flush;
+            }
+            if (!covered) {
+                due.add(flush);  // when the watermark passes this event
+            }
+        }
+        for (long ms : due) {
+            if (keep.timers.add(ms)) {
+                ctx.registerTimer(ms);
+            }
+        }
+    }
+
+    /** Whether {@code obs} (same time, same message key) is folded in already. */
+    private static boolean seen(InstanceState s, Observation obs) {
+        int i = s.after(obs.at, obs.key);
+        if (i == 0) {
+            return false;
+        }
+        Parts.Sample x = s.samples.get(i - 1);
+        return x.at == obs.at && x.key == obs.key;
+    }
+
+    static long ceilMs(long us) {
+        return -Math.floorDiv(-us, MS);
+    }
+
+    /** A watermark in ms as µs, saturating (the initial watermark is Long.MIN_VALUE). */
+    static long us(long ms) {
+        return ms <= -END / MS ? -END : ms >= END / MS ? END : ms * MS;
+    }
+}
