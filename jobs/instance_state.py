@@ -45,6 +45,7 @@ else:
     from pyflink.datastream import KeyedBroadcastProcessFunction
 
 UID = "instance-state"  # operator uid: keep it, or a restart cannot find the state
+UID_JVM = "instance-state-jvm"  # the same job's logic in the JVM: other state, other uid
 SOURCE, GROUP_ID = "kafka_instance_notifications", "stacktide-jobs-instances"
 OUTPUTS = ("instances", "instance_events", "instance_usage", "usage_audit")
 REVISED = ("instances", "instance_usage", "usage_audit")
@@ -344,7 +345,42 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
                    bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("instance_notifications", source=Ident(SOURCE),
                                  event_filter=Raw(event_filter(lc.load_rules(rules_path)))))
+    if config.jobs.instance_operator == "jvm":
+        out = _jvm(env, query, timing, first_revision(config), rules_path)
+        append_side_outputs(env, statements, config, out, OUTPUTS, "instance_state", jvm=True)
+        return
     keyed = keyed_with_clock(env, query, KEY, "instance_state")
     function = InstanceFunction(timing, first_revision(config), rules_path)
     out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
     append_side_outputs(env, statements, config, out, OUTPUTS, "instance_state")
+
+
+def _jvm(env: StreamTableEnvironment, query: Any, timing: Timing, base: int,
+         rules_path: str | None) -> Any:
+    """The same job with its logic in the JVM (``stacktide.lifecycle.InstanceFunction`` of
+    jvm/operators): the keyed rows and the event clock as the Python function gets them."""
+    import json
+
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    from jobs.keyed_source import event_clock, java_keyed, rows_with_key
+
+    gateway = get_gateway()
+    stream, value = rows_with_key(env, query, KEY, "instance_state")
+    tables = gateway.jvm.java.util.HashMap()
+    for name in OUTPUTS:
+        tables.put(name, row_type(TABLES[name]).get_java_type_info())
+    clocks = gateway.new_array(gateway.jvm.long, 6)
+    for i, v in enumerate((timing.period, timing.out_of_order, timing.lateness, timing.settle,
+                           timing.silence, int(timing.audit_expected))):
+        clocks[i] = v
+    columns = gateway.new_array(gateway.jvm.String, len(value.get_field_names()))
+    for i, c in enumerate(value.get_field_names()):
+        columns[i] = c
+    functions = gateway.jvm.stacktide.lifecycle.InstanceFunction
+    function = functions(json.dumps(lc.rules_document(lc.load_rules(rules_path))), clocks, base,
+                         tables, columns)
+    j_out = functions.attach(java_keyed(stream),
+                             event_clock(env, stream, "instance_state")._j_data_stream, function)
+    return DataStream(j_out.uid(UID_JVM).name(UID_JVM))

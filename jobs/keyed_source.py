@@ -132,24 +132,35 @@ def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: 
     it), so whole instances were dropped as late; that map is the one hop between the source
     and the function that buffers rows. The clock is computed in the JVM on the same stream,
     so the topic is read once."""
-    from pyflink.common import Types
     from pyflink.datastream import KeyedStream
-    from pyflink.java_gateway import get_gateway
-    from pyflink.table import Schema
 
     stream, value = rows_with_key(env, query, key, name)
-    keyed = KeyedStream(stream._j_data_stream.keyBy(
-        get_gateway().jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()),
-        value, stream)
-    # The clock derives the event time from `generated` again (the rows carry none). Its
-    # watermark runs ahead of the source's (no out-of-orderness, no per-partition minimum),
-    # which only drops rows older than one already counted.
+    keyed = KeyedStream(java_keyed(stream), value, stream)
+    return keyed.connect(event_clock(env, stream, name).broadcast(clock_descriptor()))
+
+
+def java_keyed(stream: Any) -> Any:
+    """The Java ``KeyedStream`` of ``Row(key, value)`` rows (:func:`rows_with_key`), by key."""
+    from pyflink.common import Types
+    from pyflink.java_gateway import get_gateway
+
+    return stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                                       Types.ROW([Types.STRING()]).get_java_type_info())
+
+
+def event_clock(env: StreamTableEnvironment, stream: Any, name: str) -> Any:
+    """The event clock of the keyed rows *stream* (sql/event_clock.sql), as a DataStream.
+
+    It derives the event time from `generated` again (the rows carry none). Its watermark
+    runs ahead of the source's (no out-of-orderness, no per-partition minimum), which only
+    drops rows older than one already counted."""
+    from pyflink.table import Schema
+
     table = env.from_data_stream(stream, Schema.new_builder()
                                  .column_by_expression("rowtime", EVENT_TIME)
                                  .watermark("rowtime", "`rowtime`").build())
     env.create_temporary_view(view := f"{name}_clock_input", table)
-    clock = env.to_data_stream(env.sql_query(render("event_clock", source=Ident(view))))
-    return keyed.connect(clock.broadcast(clock_descriptor()))
+    return env.to_data_stream(env.sql_query(render("event_clock", source=Ident(view))))
 
 
 def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,
@@ -170,13 +181,17 @@ def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, g
 
 
 def append_side_outputs(env: StreamTableEnvironment, statements: StatementSet, config: Config,
-                        out: Any, names: tuple[str, ...], prefix: str) -> None:
-    """Insert each side output *names* of *out* into the Iceberg table of that name."""
-    from pyflink.datastream import OutputTag
+                        out: Any, names: tuple[str, ...], prefix: str, *, jvm: bool = False) -> None:
+    """Insert each side output *names* of *out* into the Iceberg table of that name. *jvm*:
+    *out* is a Java operator's, whose side outputs are rows already (PyFlink's
+    ``get_side_output`` adds a Python map decoding a Python operator's)."""
+    from pyflink.datastream import DataStream, OutputTag
 
     for name in names:
         table, view = TABLES[name], f"{prefix}_{name}"
-        stream = out.get_side_output(OutputTag(name, row_type(table)))
+        tag = OutputTag(name, row_type(table))
+        stream = DataStream(out._j_data_stream.getSideOutput(tag.get_java_output_tag())) if jvm \
+            else out.get_side_output(tag)
         env.create_temporary_view(view, env.from_data_stream(stream))
         statements.add_insert_sql(render(
             "append_rows", source=Ident(view),

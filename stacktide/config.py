@@ -140,7 +140,11 @@ class JobsConfig:
     ``python_state_cache``: keys whose state a keyed Python operator keeps decoded between
     bundles (per subtask); a key missing from it costs a blocking read from the JVM, and one
     evicted a write (bench/README.md measures it). Size it above the keys a subtask sees in a
-    watermark's delay: live instances, and open requests."""
+    watermark's delay: live instances, and open requests. ``instance_operator``: where the
+    keyed instance job's logic runs: ``python`` (jobs/instance_state.py, the definition) or
+    ``jvm`` (jvm/operators' ``stacktide.lifecycle``, the same logic held equal to it by
+    differential tests, without a Python worker; bench/README.md measures both). The two keep
+    different state: switching needs a fresh start (``--fresh``), not a savepoint."""
 
     checkpoint_interval_s: float = 10.0
     parallelism: int = 1
@@ -149,6 +153,10 @@ class JobsConfig:
     idle_timeout_s: float = 0.0
     python_state_cache: int = 20000
     jobmanager: str = ""  # host:port of a Flink cluster's REST API, for jobs submit|stop
+    instance_operator: str = "python"
+
+
+INSTANCE_OPERATORS = ("python", "jvm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +411,7 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
 
 def _jobs(r: _Reader) -> JobsConfig:
     c = _section(r, JobsConfig)
+    r.choice("instance_operator", INSTANCE_OPERATORS, "python")
     if c.jobmanager:
         from stacktide.flink_rest import parse_address
 
