@@ -52,6 +52,7 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 
+OPERATOR = "stacktide.instance_operator"  # a variant's setting of the configuration, not Flink's
 VARIANTS: dict[str, dict[str, str]] = {
     "process/bundle-1000 (default)": {},
     "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
@@ -60,6 +61,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "process/state-cache-1000": {"python.state.cache-size": "1000",
                                  "python.map-state.read-cache-size": "1000",
                                  "python.map-state.write-cache-size": "1000"},
+    # The keyed instance job's logic in the JVM (jobs.instance_operator: jvm); the request
+    # job stays in Python.
+    "jvm-instance-operator": {OPERATOR: "jvm"},
 }
 # Not a variant: python.execution-mode thread (PemJa) fails on this job. Under the chained
 # operators' "Could not forward element to next operator" (and alone, with chaining off) is
@@ -146,9 +150,13 @@ class Run:
 
 def _timed_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
     config = fresh_namespace(base)
+    flink = {k: v for k, v in options.items() if k != OPERATOR}
+    if OPERATOR in options:
+        config = dataclasses.replace(config, jobs=dataclasses.replace(
+            config.jobs, instance_operator=options[OPERATOR]))
     fill(config, items)
     jvm0, py0, started = jvm_cpu(), own_cpu(), time.monotonic()
-    run_jobs(config, bounded=True, fresh=True, flink_options=options)
+    run_jobs(config, bounded=True, fresh=True, flink_options=flink)
     return Run(time.monotonic() - started, jvm_cpu() - jvm0, own_cpu() - py0)
 
 
