@@ -49,6 +49,7 @@ else:
     from pyflink.datastream import KeyedBroadcastProcessFunction
 
 UID = "request-state"  # operator uid: keep it, or a restart cannot find the state
+UID_JVM = "request-state-jvm"  # the same job's logic in the JVM: other state, other uid
 SOURCE, GROUP_ID = "kafka_request_notifications", "stacktide-jobs-requests"
 OUTPUTS = ("requests", "errors")
 # The request a notification belongs to (requests.group_key), else the notification alone.
@@ -231,7 +232,7 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
           bounded: bool, from_earliest: bool, rules_path: str | None = None) -> None:
     """Add the request job to *statements*: Kafka -> SQL -> Python -> two tables + alerts."""
     from pyflink.common import Types
-    from pyflink.datastream import OutputTag
+    from pyflink.datastream import DataStream, OutputTag
 
     from jobs.keyed_source import append_side_outputs, declare_source, keyed_with_clock
 
@@ -241,17 +242,51 @@ def build(env: StreamTableEnvironment, statements: StatementSet, config: Config,
                    bounded=bounded, from_earliest=from_earliest)
     query = env.sql_query(render("request_notifications", source=Ident(SOURCE),
                                  error_filter=Raw(error_filter(rules))))
-    keyed = keyed_with_clock(env, query, KEY, "request_state")
-    if not bounded:  # a bounded run replays: throughput matters there, not an alert's delay
-        bundle_time(keyed.non_broadcast_stream.get_execution_environment(),
-                    rules.python_bundle_ms)
-    function = RequestFunction(timing, first_revision(config), rules_path)
-    out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
-    append_side_outputs(env, statements, config, out, OUTPUTS, "request_state")
-    alerts = out.get_side_output(OutputTag(ALERTS, alert_type()))
+    if config.jobs.request_operator == "jvm":
+        out = _jvm(env, query, rules, timing, first_revision(config))
+        append_side_outputs(env, statements, config, out, OUTPUTS, "request_state", jvm=True)
+        alerts = DataStream(out._j_data_stream.getSideOutput(
+            OutputTag(ALERTS, alert_type()).get_java_output_tag()))
+    else:
+        keyed = keyed_with_clock(env, query, KEY, "request_state")
+        if not bounded:  # a bounded run replays: throughput matters there, not an alert's delay
+            bundle_time(keyed.non_broadcast_stream.get_execution_environment(),
+                        rules.python_bundle_ms)
+        function = RequestFunction(timing, first_revision(config), rules_path)
+        out = keyed.process(function, output_type=Types.STRING()).uid(UID).name(UID)
+        append_side_outputs(env, statements, config, out, OUTPUTS, "request_state")
+        alerts = out.get_side_output(OutputTag(ALERTS, alert_type()))
     env.create_temporary_view("request_state_alerts", env.from_data_stream(alerts))
     env.execute_sql(render(
         "kafka_alerts", table=Ident("kafka_alerts"), topic=Literal(config.kafka.topic(ALERTS)),
         bootstrap_servers=Literal(config.kafka.bootstrap_servers)))
     statements.add_insert_sql("INSERT INTO `kafka_alerts` SELECT `key`, `value` "
                               "FROM `request_state_alerts`")
+
+
+def _jvm(env: StreamTableEnvironment, query: Any, rules: rq.Rules, timing: Timing,
+         base: int) -> Any:
+    """The same job with its logic in the JVM (``stacktide.requests.RequestFunction`` of
+    jvm/operators): the keyed rows and the event clock as the Python function gets them."""
+    import json
+
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    from jobs.keyed_source import event_clock, java_keyed, rows_with_key
+
+    gateway = get_gateway()
+    stream, value = rows_with_key(env, query, KEY, "request_state")
+    tables = gateway.jvm.java.util.HashMap()
+    for name in OUTPUTS:
+        tables.put(name, row_type(TABLES[name]).get_java_type_info())
+    tables.put(ALERTS, alert_type().get_java_type_info())
+    columns = gateway.new_array(gateway.jvm.String, len(value.get_field_names()))
+    for i, c in enumerate(value.get_field_names()):
+        columns[i] = c
+    functions = gateway.jvm.stacktide.requests.RequestFunction
+    function = functions(json.dumps(rq.rules_document(rules)), timing.out_of_order,
+                         timing.lateness, base, tables, columns)
+    j_out = functions.attach(java_keyed(stream),
+                             event_clock(env, stream, "request_state")._j_data_stream, function)
+    return DataStream(j_out.uid(UID_JVM).name(UID_JVM))

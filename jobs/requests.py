@@ -91,6 +91,16 @@ def load_rules(path: str | Path | None = None) -> Rules:
     )
 
 
+def rules_document(rules: Rules) -> dict[str, Any]:
+    """*rules* as the JSON the JVM's request job reads (jvm/operators, ``stacktide.requests``):
+    checked here on load, read there as they are; the legacy patterns as pairs, in order."""
+    return {"timeout_us": rules.timeout_us, "preceding_max": rules.preceding_max,
+            "error_priorities": sorted(rules.error_priorities),
+            "error_event_types": list(rules.error_event_types), "starts": list(rules.starts),
+            "ends": list(rules.ends), "errors": list(rules.errors),
+            "legacy_exceptions": [[k, v] for k, v in rules.legacy_exceptions.items()]}
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """What went wrong, as the notification tells it."""

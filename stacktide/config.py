@@ -143,8 +143,10 @@ class JobsConfig:
     watermark's delay: live instances, and open requests. ``instance_operator``: where the
     keyed instance job's logic runs: ``python`` (jobs/instance_state.py, the definition) or
     ``jvm`` (jvm/operators' ``stacktide.lifecycle``, the same logic held equal to it by
-    differential tests, without a Python worker; bench/README.md measures both). The two keep
-    different state: switching needs a fresh start (``--fresh``), not a savepoint."""
+    differential tests, without a Python worker; bench/README.md measures both).
+    ``request_operator``: the same choice for the request job (jobs/request_state.py, or
+    jvm/operators' ``stacktide.requests``). The two implementations keep different state:
+    switching needs a fresh start (``--fresh``), not a savepoint."""
 
     checkpoint_interval_s: float = 10.0
     parallelism: int = 1
@@ -154,9 +156,10 @@ class JobsConfig:
     python_state_cache: int = 20000
     jobmanager: str = ""  # host:port of a Flink cluster's REST API, for jobs submit|stop
     instance_operator: str = "python"
+    request_operator: str = "python"
 
 
-INSTANCE_OPERATORS = ("python", "jvm")
+OPERATORS = ("python", "jvm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,7 +414,8 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
 
 def _jobs(r: _Reader) -> JobsConfig:
     c = _section(r, JobsConfig)
-    r.choice("instance_operator", INSTANCE_OPERATORS, "python")
+    r.choice("instance_operator", OPERATORS, "python")
+    r.choice("request_operator", OPERATORS, "python")
     if c.jobmanager:
         from stacktide.flink_rest import parse_address
 

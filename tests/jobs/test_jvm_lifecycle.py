@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,13 @@ import pytest
 from jobs import lifecycle as lc
 from jobs import usage
 from jobs.instance_state import OUTPUTS, InstanceFunction, Timing
-from jobs.keyed_source import MAX_WATERMARK
-from stacktide.config import REPO_ROOT, config_from_mapping
 from stacktide.corpus import iter_samples
-from stacktide.local.operators import _flink_jars, operator_jar
 from stacktide.schema import Envelope
 from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from tests.helpers import envelopes
+from tests.jobs.keyed_driver import Ask, Driver, java_harness, plan
 
 RULES = lc.load_rules()
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
@@ -39,26 +35,11 @@ HOUR = usage.PERIODS["hour"]
 
 
 @pytest.fixture(scope="module")
-def jvm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def jvm(tmp_path_factory: pytest.TempPathFactory) -> Ask:
     """Ask the JVM: a list of queries in, one answer per query out."""
     tmp = tmp_path_factory.mktemp("jvm-lifecycle")
-    config = config_from_mapping({"local": {"cache_dir": str(tmp / "cache")}}, "<test>", base=tmp)
-    classpath = ":".join(map(str, [tmp / "classes", operator_jar(config), *_flink_jars()]))
-    subprocess.run(["javac", "--release", "11", "-nowarn", "-d", str(tmp / "classes"), "-cp",
-                    classpath, str(REPO_ROOT / "tests" / "jvm" / "LifecycleCheck.java")],
-                   check=True, capture_output=True, text=True)
     (rules := tmp / "rules.json").write_text(json.dumps(lc.rules_document(RULES)))
-
-    def ask(queries: list[dict[str, Any]]) -> list[Any]:
-        done = subprocess.run(["java", "-cp", classpath, "LifecycleCheck", str(rules)],
-                              input="".join(json.dumps(q) + "\n" for q in queries),
-                              capture_output=True, text=True, timeout=300, check=False)
-        assert done.returncode == 0, done.stderr[-3000:]
-        answers = [json.loads(line) for line in done.stdout.splitlines()]
-        assert len(answers) == len(queries)
-        return answers
-
-    yield ask
+    return java_harness(tmp, "LifecycleCheck", [str(rules)])
 
 
 def wire(env: Envelope) -> dict[str, Any]:
@@ -174,83 +155,12 @@ def test_the_harness_can_tell_a_difference(jvm: Any, tmp_path: Path) -> None:
     assert got != folded(items, usage.PERIODS["day"], lo, hi)
 
 
-class Driver:
-    """Drives :class:`InstanceFunction` as Flink does (LifecycleCheck's ``drive`` does the same
-    to the JVM's logic): keyed state, event-time timers fired in (time, key) order as the
-    watermark passes them (one per key and time), the broadcast clock's newest time."""
-
-    def __init__(self, function: InstanceFunction, newest: int) -> None:
-        self.function, self.given = function, newest
-        self.stored: dict[str, Any] = {}
-        self.timers: set[tuple[int, str]] = set()
-        self.key, self.watermark, self.seen = "", -(2**63), -(2**63)
-        self.rows: list[Any] = []
-        self.counts = {"late_events": 0, "duplicates": 0}
-        function.emit = lambda name, record: (name, record)  # type: ignore[method-assign]
-        function.open(self)
-
-    def get_state(self, _descriptor: Any) -> Driver:
-        return self
-
-    def get_metrics_group(self) -> Driver:
-        return self
-
-    def counter(self, name: str) -> Any:
-        counts = self.counts
-
-        class Counter:
-            def inc(self, n: int = 1) -> None:
-                counts[name] += n
-        return Counter()
-
-    def value(self) -> Any:
-        return self.stored.get(self.key)
-
-    def update(self, keep: Any) -> None:
-        self.stored[self.key] = keep
-
-    def clear(self) -> None:
-        self.stored.pop(self.key, None)
-
-    def timer_service(self) -> Driver:
-        return self
-
-    def current_watermark(self) -> int:
-        return self.watermark
-
-    def register_event_time_timer(self, ms: int) -> None:
-        self.timers.add((ms, self.key))
-
-    def get_broadcast_state(self, _descriptor: Any) -> dict[str, int]:
-        return {"newest": self.given}
-
-    def element(self, env: Envelope) -> None:
-        row = (env.message_id, env.cell, env.event_type, env.generated, env.request_id,
-               env.instance_id, env.format, json.dumps(env.payload) if env.payload is not None
-               else None)
-        self.key = f"{env.cell}/{env.instance_id}"
-        self.rows += list(self.function.process_element(row, self))
-
-    def advance(self, ms: int) -> None:
-        self.watermark = ms
-        while self.timers and (first := min(self.timers))[0] <= ms:
-            self.timers.discard(first)
-            self.key = first[1]
-            self.rows += list(self.function.on_timer(first[0], self))
-
-
-def plan(items: list[Envelope], every: int = 200, out_of_order_ms: int = 60_000
-         ) -> list[tuple[str, Any]]:
-    """Elements in delivery order, the watermark (newest - out of order) every *every*
-    elements, then the end of input."""
-    steps: list[tuple[str, Any]] = []
-    top, mark = -(2**63), -(2**63)
-    for i, env in enumerate(items):
-        steps.append(("e", env))
-        top = max(top, (lc.to_us(env.generated) or 0) // 1000)
-        if i % every == 0 and top - out_of_order_ms > mark:
-            steps.append(("w", mark := top - out_of_order_ms))
-    return [*steps, ("w", MAX_WATERMARK)]
+def element(driver: Driver, env: Envelope) -> None:
+    """*env* to the instance function as the keyed job hands it over."""
+    driver.element(f"{env.cell}/{env.instance_id}", (
+        env.message_id, env.cell, env.event_type, env.generated, env.request_id,
+        env.instance_id, env.format, json.dumps(env.payload) if env.payload is not None
+        else None))
 
 
 def plain(record: dict[str, Any]) -> dict[str, Any]:
@@ -270,9 +180,9 @@ def test_the_jobs_logic_emits_the_same_rows(jvm: Any, fmt: str, audit_expected: 
     timing = Timing(HOUR, 60_000_000, 3 * 3600_000_000, 2 * 3600_000_000, 20 * 3600_000_000,
                     audit_expected)
     driver = Driver(InstanceFunction(timing, base=7), newest)
-    steps = plan(items)
+    steps = plan(items, lambda env: lc.to_us(env.generated))
     for kind, value in steps:
-        driver.element(value) if kind == "e" else driver.advance(value)
+        element(driver, value) if kind == "e" else driver.advance(value)
     want = [[name, plain(record)] for name, record in driver.rows]
     tables = Counter(name for name, _ in want)
     assert min(tables[t] for t in OUTPUTS) > 0 and driver.counts["late_events"] > 0, (

@@ -188,7 +188,7 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
     }
 
     /** A record as a row of its table: times (µs) as instants, numbers in the column's type. */
-    static Row row(RowTypeInfo type, Map<String, Object> record) {
+    public static Row row(RowTypeInfo type, Map<String, Object> record) {
         String[] names = type.getFieldNames();
         Row row = new Row(names.length);
         for (int k = 0; k < names.length; k++) {
