@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import multiprocessing
 import os
 import pickle
@@ -52,7 +53,9 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 
-OPERATOR = "stacktide.instance_operator"  # a variant's setting of the configuration, not Flink's
+# A variant's settings of the configuration (jobs.<name>), not Flink's.
+OPERATORS = {"stacktide.instance_operator": "instance_operator",
+             "stacktide.request_operator": "request_operator"}
 VARIANTS: dict[str, dict[str, str]] = {
     "process/bundle-1000 (default)": {},
     "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
@@ -63,7 +66,9 @@ VARIANTS: dict[str, dict[str, str]] = {
                                  "python.map-state.write-cache-size": "1000"},
     # The keyed instance job's logic in the JVM (jobs.instance_operator: jvm); the request
     # job stays in Python.
-    "jvm-instance-operator": {OPERATOR: "jvm"},
+    "jvm-instance-operator": {"stacktide.instance_operator": "jvm"},
+    # Both keyed jobs' logic in the JVM: no Python operator left in the job.
+    "jvm-operators": {"stacktide.instance_operator": "jvm", "stacktide.request_operator": "jvm"},
 }
 # Not a variant: python.execution-mode thread (PemJa) fails on this job. Under the chained
 # operators' "Could not forward element to next operator" (and alone, with chaining off) is
@@ -150,10 +155,9 @@ class Run:
 
 def _timed_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
     config = fresh_namespace(base)
-    flink = {k: v for k, v in options.items() if k != OPERATOR}
-    if OPERATOR in options:
-        config = dataclasses.replace(config, jobs=dataclasses.replace(
-            config.jobs, instance_operator=options[OPERATOR]))
+    flink = {k: v for k, v in options.items() if k not in OPERATORS}
+    config = dataclasses.replace(config, jobs=dataclasses.replace(
+        config.jobs, **{OPERATORS[k]: v for k, v in options.items() if k in OPERATORS}))
     fill(config, items)
     jvm0, py0, started = jvm_cpu(), own_cpu(), time.monotonic()
     run_jobs(config, bounded=True, fresh=True, flink_options=flink)
@@ -242,8 +246,44 @@ def _jvm_keyed_here(base: Config, items: list[Envelope], empty: bool) -> float:
     return time.monotonic() - started
 
 
-def state_sizes(items: list[Envelope]) -> tuple[int, float, float]:
-    """(live instances, mean pickled Keep bytes, mean compact-JSON bytes) in mid-traffic,
+def instance_job(base: Config, items: list[Envelope]) -> Run:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_instance_job_here, (base, items))
+
+
+def _instance_job_here(base: Config, items: list[Envelope]) -> Run:
+    """A bounded run of the keyed instance job alone (the state and usage job: Kafka in, its
+    four Iceberg tables out), its logic in the JVM (``jobs.instance_operator: jvm``), built
+    as :func:`jobs.command.build_jobs` builds it, without the archive, request and samples
+    jobs that share the jobs' Flink job and its cores."""
+    from jobs import instance_state
+    from jobs.environment import JobJars, create_stream_env
+    from stacktide.catalog import ensure_table, load_catalog
+    from stacktide.local.jars import ensure_jars, pipeline_jars
+    from stacktide.local.operators import operator_jar
+    from stacktide.schema import TABLES
+
+    config = fresh_namespace(base)
+    config = dataclasses.replace(config, jobs=dataclasses.replace(
+        config.jobs, instance_operator="jvm"))
+    fill(config, items)
+    catalog = load_catalog(config.iceberg)
+    for name in instance_state.OUTPUTS:
+        ensure_table(catalog, config.iceberg, TABLES[name])
+    jars = ensure_jars(config)
+    env, t_env = create_stream_env(
+        config, JobJars((*pipeline_jars(config, jars), operator_jar(config)),
+                        tuple(jars["hadoop"])), job_name=f"bench-instance-{uuid.uuid4().hex[:6]}")
+    statements = t_env.create_statement_set()
+    instance_state.build(t_env, statements, config, bounded=True, from_earliest=True)
+    statements.attach_as_datastream()
+    jvm0, started = jvm_cpu(), time.monotonic()
+    env.execute(f"bench-instance-{uuid.uuid4().hex[:6]}")
+    return Run(time.monotonic() - started, jvm_cpu() - jvm0, 0.0)
+
+
+def state_sizes(items: list[Envelope]) -> tuple[set[str], float, float]:
+    """(live instance ids, mean pickled Keep bytes, mean compact-JSON bytes) in mid-traffic,
     folded as the job folds them (usage emitted and compacted at an hourly watermark)."""
     rules, keeps = lc.load_rules(), dict[str, Keep]()
     half = items[: len(items) // 2]
@@ -265,7 +305,36 @@ def state_sizes(items: list[Envelope]) -> tuple[int, float, float]:
             live.append(keep)
     pickled = statistics.mean(len(pickle.dumps(k)) for k in live)
     compact = statistics.mean(len(usage.dumps(k.state, k.book)) for k in live)
-    return len(live), pickled, compact
+    return {k.state.instance_id for k in live}, pickled, compact
+
+
+def jvm_state_size(config: Config, items: list[Envelope], live: set[str]) -> float:
+    """Mean bytes of the JVM operator's state (``stacktide.lifecycle.Keep``, as a checkpoint
+    writes it) of the instances live in mid-traffic, the first half of the traffic driven
+    through its logic as the job drives it (tests/jvm/LifecycleCheck.java), with the job's
+    timing, without the end of input."""
+    from jobs import instance_state
+    from tests.jobs.keyed_driver import java_harness, plan
+
+    half = items[: len(items) // 2]
+    timing = instance_state.timing_of(config)
+    steps = plan(half, lambda env: lc.to_us(env.generated))[:-1]
+    with tempfile.TemporaryDirectory(prefix="stacktide-bench-state-") as tmp:
+        (rules := Path(tmp) / "rules.json").write_text(
+            json.dumps(lc.rules_document(lc.load_rules())))
+        ask = java_harness(Path(tmp), "LifecycleCheck", [str(rules)])
+        got, = ask([{"drive": [[k, _wire(v) if k == "e" else v] for k, v in steps],
+                     "timing": [timing.period, timing.out_of_order, timing.lateness,
+                                timing.settle, timing.silence, timing.audit_expected],
+                     "base": 0, "newest": max(lc.to_us(e.generated) or 0 for e in half)}])
+    sizes = [n for key, n in got["sizes"].items() if key.split("/", 1)[1] in live]
+    return statistics.mean(sizes)
+
+
+def _wire(env: Envelope) -> dict[str, object]:
+    return {"cell": env.cell, "instance_id": env.instance_id, "message_id": env.message_id,
+            "event_type": env.event_type, "generated": env.generated, "format": env.format,
+            "request_id": env.request_id, "payload": env.payload}
 
 
 def main() -> None:
@@ -278,31 +347,43 @@ def main() -> None:
     parser.add_argument("--jvm", action="store_true",
                         help="also the JVM keyed pipeline (bench/jvm: the instance job's state, "
                              "timers and rows without its logic)")
+    parser.add_argument("--instance-job", action="store_true",
+                        help="also the keyed instance job alone, its logic in the JVM")
+    parser.add_argument("--checkpoint-s", type=float, default=10.0,
+                        help="the jobs' checkpoint interval: a bounded run ends at a checkpoint, "
+                             "so each run's time is rounded up by up to this much")
     parser.add_argument("--only-jvm-and-sql", action="store_true",
                         help="run no variant of the jobs, only the SQL-only and JVM pipelines")
     args = parser.parse_args()
     items = traffic(args.instances, args.hours)
     tiny = traffic(1, 1, seed=4)
     live, pickled, compact = state_sizes(items)
+    jvm_bytes = jvm_state_size(bench_config(Path(tempfile.gettempdir())), items, live)
     print(f"traffic: {args.instances} instances x {args.hours} h = {len(items):,} notifications "
           f"({len(tiny)} in the fixed-cost run)")
-    print(f"state per live instance (mid-traffic, {live} live): pickled Keep {pickled:,.0f} B, "
-          f"compact JSON {compact:,.0f} B")
+    print(f"state per live instance (mid-traffic, {len(live)} live): pickled Keep {pickled:,.0f} B, "
+          f"compact JSON {compact:,.0f} B; JVM operator's Keep {jvm_bytes:,.0f} B")
     chosen = [] if args.only_jvm_and_sql else [v.strip() for v in args.variants.split(",")
                                                  if v.strip()]
     args.jvm = args.jvm or args.only_jvm_and_sql
     with tempfile.TemporaryDirectory(prefix="stacktide-bench-") as tmp:
         config = bench_config(Path(tmp))
+        config = dataclasses.replace(config, jobs=dataclasses.replace(
+            config.jobs, checkpoint_interval_s=args.checkpoint_s))
         local.up(config)
         try:
             results: dict[str, tuple[list[Run], list[Run]]] = {v: ([], []) for v in chosen}
             sql: tuple[list[float], list[float]] = ([], [])
             probe: tuple[list[float], list[float]] = ([], [])
             floor: tuple[list[float], list[float]] = ([], [])
+            alone: tuple[list[Run], list[Run]] = ([], [])
             for _ in range(args.repeat):  # variants interleaved: the machine's noise hits all
                 for name in chosen:
                     results[name][0].append(timed(config, tiny, VARIANTS[name]))
                     results[name][1].append(timed(config, items, VARIANTS[name]))
+                if args.instance_job:
+                    alone[0].append(instance_job(config, tiny))
+                    alone[1].append(instance_job(config, items))
                 sql[0].append(sql_only(config, tiny))
                 sql[1].append(sql_only(config, items * SQL_COPIES))
                 if args.jvm:
@@ -317,6 +398,8 @@ def main() -> None:
     print("(cpu: of the full run minus the fixed-cost run; in thread mode Python runs in the JVM)")
     print(f"{'variant':<32} {'fixed s':>8} {'full s':>8} {'notif/s':>9} {'JVM cpu s':>10} "
           f"{'Python cpu s':>13}")
+    if args.instance_job:
+        results["instance job alone, JVM operator"] = alone
     for name, (fixed, full) in results.items():
         f = statistics.median(r.wall for r in fixed)
         t = statistics.median(r.wall for r in full)

@@ -137,10 +137,13 @@ public final class LifecycleCheck {
         out.put("duplicates", counts[1]);
         out.put("kept", new TreeSet<>(stored.keySet()));
         long bytes = 0;
-        for (byte[] b : stored.values()) {
-            bytes += b.length;
+        Map<String, Integer> sizes = new java.util.TreeMap<>();
+        for (Map.Entry<String, byte[]> e : stored.entrySet()) {
+            bytes += e.getValue().length;
+            sizes.put(e.getKey(), e.getValue().length);
         }
         out.put("bytes", bytes);
+        out.put("sizes", sizes);  // per kept key: what a checkpoint writes of its state
         return out;
     }
 

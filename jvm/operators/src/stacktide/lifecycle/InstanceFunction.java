@@ -9,7 +9,6 @@ import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.BasicTypeInfo;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
@@ -43,7 +42,7 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
     private final String[] columns;  // of the input value: where each field sits
 
     private transient InstanceCore core;
-    private transient ValueState<byte[]> kept;
+    private transient ValueState<Keep> kept;
     private transient Map<String, OutputTag<Row>> tags;
     private transient Counter late;
     private transient Counter duplicates;
@@ -86,7 +85,7 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
         core = new InstanceCore(new InstanceCore.Timing(timing[0], timing[1], timing[2], timing[3],
                 timing[4], timing[5] != 0), base, new Rules(json.readTree(rulesJson)));
         kept = getRuntimeContext().getState(new ValueStateDescriptor<>("instance",
-                PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+                new KeepSerializer()));
         tags = new HashMap<>();
         tables.forEach((name, type) -> tags.put(name, tag(name, type)));
         late = getRuntimeContext().getMetricGroup().counter("late_events");
@@ -117,12 +116,11 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
             return;
         }
         seen = Math.max(seen, obs.at);
-        byte[] data = kept.value();
-        Keep keep = core.process(data == null ? null : Keep.fromBytes(data), obs,
+        Keep keep = core.process(kept.value(), obs,
                 context(ctx.timerService(), ctx.getBroadcastState(clockDescriptor()).get(CLOCK_KEY),
                         ctx));
         if (keep != null) {
-            kept.update(keep.toBytes());
+            kept.update(keep);
         }
     }
 
@@ -138,17 +136,17 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
 
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<String> out) throws Exception {
-        byte[] data = kept.value();
-        if (data == null) {
+        Keep stored = kept.value();
+        if (stored == null) {
             return;
         }
-        Keep keep = core.onTimer(Keep.fromBytes(data), timestamp,
+        Keep keep = core.onTimer(stored, timestamp,
                 context(ctx.timerService(), ctx.getBroadcastState(clockDescriptor()).get(CLOCK_KEY),
                         ctx));
         if (keep == null) {
             kept.clear();
         } else {
-            kept.update(keep.toBytes());
+            kept.update(keep);
         }
     }
 

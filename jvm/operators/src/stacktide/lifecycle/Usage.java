@@ -130,7 +130,7 @@ public final class Usage {
 
     /** The rows of the periods starting in [lo, hi), ordered by (period start, flavor id). */
     public static List<Row> usage(InstanceState s, Rules rules, long period, long lo, long hi) {
-        Map<String, Row> rows = new TreeMap<>();
+        TreeMap<Long, TreeMap<String, Row>> rows = new TreeMap<>();  // period start, flavor id
         String tenant = (String) s.register("tenant_id");
         long upper = Math.floorMod(hi, period) == 0 ? hi : periodOf(hi, period) + period;
         for (Piece p : pieces(s, rules, periodOf(lo, period), upper)) {
@@ -139,19 +139,22 @@ public final class Usage {
                 long ps = periodOf(start, period);
                 long end = Math.min(p.end, ps + period);
                 Flavor f = p.flavor != null ? p.flavor : new Flavor("", null, null, null, null, null, null);
-                String k = String.format("%020d/%s", ps + InstanceState.END, f.flavorId);
-                Row old = rows.get(k);
+                TreeMap<String, Row> flavors = rows.computeIfAbsent(ps, x -> new TreeMap<>());
+                String k = String.valueOf(f.flavorId);
+                Row old = flavors.get(k);
                 long secs = end - start + (old == null ? 0 : old.microseconds);
                 long run = (p.running ? end - start : 0) + (old == null ? 0 : old.runningMicroseconds);
                 Long disk = f.rootGb == null ? null
                         : Long.valueOf(f.rootGb + (f.ephemeralGb == null ? 0 : f.ephemeralGb));
                 Long deleted = s.deletedAt != null && ps < s.deletedAt && s.deletedAt <= ps + period
                         ? s.deletedAt : null;
-                rows.put(k, new Row(tenant, ps, ps + period, f.flavorId, f.vcpus, f.memoryMb, disk, secs, run,
+                flavors.put(k, new Row(tenant, ps, ps + period, f.flavorId, f.vcpus, f.memoryMb, disk, secs, run,
                         p.launched, deleted));
                 start = end;
             }
         }
-        return new ArrayList<>(rows.values());
+        List<Row> out = new ArrayList<>();
+        rows.values().forEach(flavors -> out.addAll(flavors.values()));
+        return out;
     }
 }

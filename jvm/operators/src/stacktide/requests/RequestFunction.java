@@ -7,7 +7,6 @@ import java.util.Map;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.PrimitiveArrayTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
@@ -49,7 +48,7 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
     private final String[] columns;
 
     private transient RequestCore core;
-    private transient ValueState<byte[]> kept;
+    private transient ValueState<RequestKeep> kept;
     private transient Map<String, OutputTag<Row>> tags;
     private transient Counter duplicates;
     private transient Counter alerted;
@@ -84,7 +83,7 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
         core = new RequestCore(outOfOrder, lateness, base,
                 new RequestRules(json.readTree(rulesJson)));
         kept = getRuntimeContext().getState(new ValueStateDescriptor<>("request",
-                PrimitiveArrayTypeInfo.BYTE_PRIMITIVE_ARRAY_TYPE_INFO));
+                new RequestKeepSerializer()));
         tags = new HashMap<>();
         tables.forEach((name, type) -> tags.put(name, InstanceFunction.tag(name, type)));
         duplicates = getRuntimeContext().getMetricGroup().counter("duplicates");
@@ -116,13 +115,12 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
             return;
         }
         seen = Math.max(seen, event.at);
-        byte[] data = kept.value();
-        RequestKeep keep = core.process(data == null ? null : RequestKeep.fromBytes(data), event,
+        RequestKeep keep = core.process(kept.value(), event,
                 context(ctx.timerService(),
                         ctx.getBroadcastState(InstanceFunction.clockDescriptor()).get(CLOCK_KEY),
                         ctx));
         if (keep != null) {
-            kept.update(keep.toBytes());
+            kept.update(keep);
         }
     }
 
@@ -139,18 +137,18 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
     @Override
     public void onTimer(long timestamp, OnTimerContext ctx, Collector<String> out)
             throws Exception {
-        byte[] data = kept.value();
-        if (data == null) {
+        RequestKeep stored = kept.value();
+        if (stored == null) {
             return;
         }
-        RequestKeep keep = core.onTimer(RequestKeep.fromBytes(data), timestamp,
+        RequestKeep keep = core.onTimer(stored, timestamp,
                 context(ctx.timerService(),
                         ctx.getBroadcastState(InstanceFunction.clockDescriptor()).get(CLOCK_KEY),
                         ctx));
         if (keep == null) {
             kept.clear();
         } else {
-            kept.update(keep.toBytes());
+            kept.update(keep);
         }
     }
 
