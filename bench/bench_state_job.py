@@ -313,7 +313,11 @@ def jvm_state_size(config: Config, items: list[Envelope], live: set[str]) -> flo
     writes it) of the instances live in mid-traffic, the first half of the traffic driven
     through its logic as the job drives it (tests/jvm/LifecycleCheck.java), with the job's
     timing, without the end of input."""
+    import sys
+
     from jobs import instance_state
+
+    sys.path.insert(0, str(REPO_ROOT))  # the harness lives with the tests
     from tests.jobs.keyed_driver import java_harness, plan
 
     half = items[: len(items) // 2]

@@ -1,11 +1,5 @@
 package stacktide.lifecycle;
 
-import java.io.ByteArrayInputStream;
-import java.io.ByteArrayOutputStream;
-import java.io.DataInputStream;
-import java.io.DataOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -18,6 +12,7 @@ import stacktide.lifecycle.Parts.Image;
 import stacktide.lifecycle.Parts.Launch;
 import stacktide.lifecycle.Parts.Register;
 import stacktide.lifecycle.Parts.Sample;
+import stacktide.flink.Packed;
 
 /**
  * What one instance keeps in Flink state ({@code jobs.instance_state.Keep}), and its bytes:
@@ -25,7 +20,7 @@ import stacktide.lifecycle.Parts.Sample;
  * readable when a class changes and its size is what the fields need.
  */
 public final class Keep {
-    private static final int VERSION = 1;
+    private static final int VERSION = 2;
 
     public InstanceState state;
     public long base;  // revisions of this key's rows start here
@@ -47,261 +42,263 @@ public final class Keep {
     }
 
     public byte[] toBytes() {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream(512);
-        try (DataOutputStream out = new DataOutputStream(bytes)) {
-            out.writeByte(VERSION);
-            writeState(out, state);
-            out.writeLong(base);
-            out.writeInt(book.rows.size());
-            for (Map.Entry<Book.Key, Book.Emitted> e : book.rows.entrySet()) {
-                out.writeLong(e.getKey().periodStart);
-                utf(out, e.getKey().flavorId);
-                out.writeLong(e.getValue().revision);
-                out.writeLong(e.getValue().digest);
-            }
-            writeLong(out, book.emittedUntil);
-            writeLong(out, book.dirtyFrom);
-            out.writeInt(pending.size());
-            for (Observation o : pending.values()) {
-                writeObservation(out, o);
-            }
-            out.writeInt(audited.size());
-            for (Map.Entry<Long, long[]> e : audited.entrySet()) {
-                out.writeLong(e.getKey());
-                for (long x : e.getValue()) {
-                    out.writeLong(x);
-                }
-            }
-            out.writeLong(rowRevision);
-            out.writeLong(rowDigest);
-            out.writeBoolean(dirty);
-            writeLongs(out, timers);
-            out.writeLong(watermark);
-            out.writeLong(heard);
-            writeLongs(out, periodic);
-            writeLong(out, checked);
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        Packed.Out out = new Packed.Out();
+        Shared seen = new Shared();
+        writeState(out, state, seen);
+        out.writeLong(base);
+        out.writeInt(book.rows.size());
+        for (Map.Entry<Book.Key, Book.Emitted> e : book.rows.entrySet()) {
+            out.writeTime(e.getKey().periodStart);
+            out.writeText(e.getKey().flavorId);
+            out.writeLong(e.getValue().revision);
+            out.writeFixed(e.getValue().digest);
         }
-        return bytes.toByteArray();
+        out.writeTime(book.emittedUntil);
+        out.writeTime(book.dirtyFrom);
+        out.writeInt(pending.size());
+        for (Observation o : pending.values()) {
+            writeObservation(out, o);
+        }
+        out.writeInt(audited.size());
+        for (Map.Entry<Long, long[]> e : audited.entrySet()) {
+            out.writeFixed(e.getKey());
+            out.writeTime(e.getValue()[0]);
+            out.writeLong(e.getValue()[1]);
+            out.writeFixed(e.getValue()[2]);
+        }
+        out.writeLong(rowRevision);
+        out.writeFixed(rowDigest);
+        out.writeBoolean(dirty);
+        writeTimes(out, timers);
+        out.writeTime(watermark);
+        out.writeTime(heard);
+        writeTimes(out, periodic);
+        out.writeTime(checked);
+        return out.finish(VERSION);
     }
 
     public static Keep fromBytes(byte[] data) {
-        try (DataInputStream in = new DataInputStream(new ByteArrayInputStream(data))) {
-            int version = in.readByte();
-            if (version != VERSION) {
-                throw new IllegalStateException("instance state of version " + version
-                        + "; this build reads version " + VERSION);
-            }
-            Keep k = new Keep(readState(in), 0);
-            k.base = in.readLong();
-            for (int n = in.readInt(); n > 0; n--) {
-                Book.Key key = new Book.Key(in.readLong(), utf(in));
-                k.book.rows.put(key, new Book.Emitted(in.readLong(), in.readLong()));
-            }
-            k.book.emittedUntil = readLong(in);
-            k.book.dirtyFrom = readLong(in);
-            for (int n = in.readInt(); n > 0; n--) {
-                Observation o = readObservation(in);
-                k.pending.put(o.messageId, o);
-            }
-            for (int n = in.readInt(); n > 0; n--) {
-                k.audited.put(in.readLong(), new long[] {in.readLong(), in.readLong(), in.readLong()});
-            }
-            k.rowRevision = in.readLong();
-            k.rowDigest = in.readLong();
-            k.dirty = in.readBoolean();
-            readLongs(in, k.timers);
-            k.watermark = in.readLong();
-            k.heard = in.readLong();
-            readLongs(in, k.periodic);
-            k.checked = readLong(in);
-            return k;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        Packed.In in = new Packed.In(data);
+        if (in.version != VERSION) {
+            throw new IllegalStateException("instance state of version " + in.version
+                    + "; this build reads version " + VERSION);
         }
+        Shared seen = new Shared();
+        Keep k = new Keep(readState(in, seen), 0);
+        k.base = in.readLong();
+        for (int n = in.readInt(); n > 0; n--) {
+            Book.Key key = new Book.Key(in.readTime(), in.readText());
+            k.book.rows.put(key, new Book.Emitted(in.readLong(), in.readFixed()));
+        }
+        k.book.emittedUntil = in.readNullableTime();
+        k.book.dirtyFrom = in.readNullableTime();
+        for (int n = in.readInt(); n > 0; n--) {
+            Observation o = readObservation(in);
+            k.pending.put(o.messageId, o);
+        }
+        for (int n = in.readInt(); n > 0; n--) {
+            long key = in.readFixed();
+            k.audited.put(key, new long[] {in.readTime(), in.readLong(), in.readFixed()});
+        }
+        k.rowRevision = in.readLong();
+        k.rowDigest = in.readFixed();
+        k.dirty = in.readBoolean();
+        readTimes(in, k.timers);
+        k.watermark = in.readTime();
+        k.heard = in.readTime();
+        readTimes(in, k.periodic);
+        k.checked = in.readNullableTime();
+        return k;
     }
 
-    private static void writeState(DataOutputStream out, InstanceState s) throws IOException {
-        utf(out, s.cell);
-        utf(out, s.instanceId);
+    private static void writeState(Packed.Out out, InstanceState s, Shared seen) {
+        out.writeText(s.cell);
+        out.writeText(s.instanceId);
         out.writeInt(s.samples.size());
         for (Sample x : s.samples) {
-            out.writeLong(x.at);
-            out.writeLong(x.key);
-            writeText(out, x.state);
-            writeFlavor(out, x.flavor);
-            writeImage(out, x.image);
-            writeLong(out, x.launched);
+            out.writeTime(x.at);
+            out.writeFixed(x.key);
+            out.writeText(x.state);
+            writeFlavor(out, x.flavor, seen);
+            writeImage(out, x.image, seen);
+            out.writeTime(x.launched);
         }
         out.writeInt(s.registers.size());
         for (Map.Entry<String, Register> e : s.registers.entrySet()) {
-            utf(out, e.getKey());
-            out.writeLong(e.getValue().at);
-            out.writeLong(e.getValue().key);
-            writeText(out, (String) e.getValue().value);
+            out.writeText(e.getKey());
+            out.writeTime(e.getValue().at);
+            out.writeFixed(e.getValue().key);
+            out.writeText((String) e.getValue().value);
         }
-        writeLong(out, s.firstLaunched);
-        writeLong(out, s.deletedAt);
-        writeLong(out, s.observedFrom);
+        out.writeTime(s.firstLaunched);
+        out.writeTime(s.deletedAt);
+        out.writeTime(s.observedFrom);
         out.writeInt(s.launches.size());
         for (Launch x : s.launches) {
-            out.writeLong(x.launched);
-            out.writeLong(x.at);
-            out.writeLong(x.key);
-            writeFlavor(out, x.flavor);
-            writeImage(out, x.image);
+            out.writeTime(x.launched);
+            out.writeTime(x.at);
+            out.writeFixed(x.key);
+            writeFlavor(out, x.flavor, seen);
+            writeImage(out, x.image, seen);
         }
-        out.writeLong(s.horizon);
+        out.writeTime(s.horizon);
     }
 
-    private static InstanceState readState(DataInputStream in) throws IOException {
-        InstanceState s = new InstanceState(utf(in), utf(in));
+    private static InstanceState readState(Packed.In in, Shared seen) {
+        InstanceState s = new InstanceState(in.readText(), in.readText());
         for (int n = in.readInt(); n > 0; n--) {
-            s.samples.add(new Sample(in.readLong(), in.readLong(), readText(in), readFlavor(in),
-                    readImage(in), readLong(in)));
+            long at = in.readTime();
+            long key = in.readFixed();
+            String state = in.readText();
+            Flavor flavor = readFlavor(in, seen);
+            Image image = readImage(in, seen);
+            s.samples.add(new Sample(at, key, state, flavor, image, in.readNullableTime()));
         }
         for (int n = in.readInt(); n > 0; n--) {
-            s.registers.put(utf(in), new Register(in.readLong(), in.readLong(), readText(in)));
+            String name = in.readText();
+            long at = in.readTime();
+            long key = in.readFixed();
+            s.registers.put(name, new Register(at, key, in.readText()));
         }
-        s.firstLaunched = readLong(in);
-        s.deletedAt = readLong(in);
-        s.observedFrom = readLong(in);
+        s.firstLaunched = in.readNullableTime();
+        s.deletedAt = in.readNullableTime();
+        s.observedFrom = in.readNullableTime();
         for (int n = in.readInt(); n > 0; n--) {
-            s.launches.add(new Launch(in.readLong(), in.readLong(), in.readLong(), readFlavor(in),
-                    readImage(in)));
+            long launched = in.readTime();
+            long at = in.readTime();
+            long key = in.readFixed();
+            Flavor flavor = readFlavor(in, seen);
+            s.launches.add(new Launch(launched, at, key, flavor, readImage(in, seen)));
         }
-        s.horizon = in.readLong();
+        s.horizon = in.readTime();
         return s;
     }
 
-    private static void writeObservation(DataOutputStream out, Observation o) throws IOException {
-        utf(out, o.cell);
-        utf(out, o.instanceId);
-        utf(out, o.messageId);
-        utf(out, o.eventType);
-        out.writeLong(o.at);
-        out.writeLong(o.key);
+    private static void writeObservation(Packed.Out out, Observation o) {
+        out.writeText(o.cell);
+        out.writeText(o.instanceId);
+        out.writeText(o.messageId);
+        out.writeText(o.eventType);
+        out.writeTime(o.at);
+        out.writeFixed(o.key);
         out.writeBoolean(o.effect.audit);
         out.writeInt(o.effect.sets.size());
         for (String leaf : o.effect.sets) {
-            utf(out, leaf);
+            out.writeText(leaf);
         }
         out.writeInt(o.values.size());
         for (Map.Entry<String, Object> e : o.values.entrySet()) {
-            utf(out, e.getKey());
+            out.writeText(e.getKey());
             Object v = e.getValue();
             out.writeByte(v == null ? 0 : v instanceof Long ? 1 : 2);
             if (v instanceof Long) {
                 out.writeLong((Long) v);
             } else if (v != null) {
-                utf(out, (String) v);
+                out.writeText((String) v);
             }
         }
-        writeText(out, o.requestId);
+        out.writeText(o.requestId);
     }
 
-    private static Observation readObservation(DataInputStream in) throws IOException {
-        String cell = utf(in);
-        String instanceId = utf(in);
-        String messageId = utf(in);
-        String eventType = utf(in);
-        long at = in.readLong();
-        long key = in.readLong();
+    private static Observation readObservation(Packed.In in) {
+        String cell = in.readText();
+        String instanceId = in.readText();
+        String messageId = in.readText();
+        String eventType = in.readText();
+        long at = in.readTime();
+        long key = in.readFixed();
         boolean audit = in.readBoolean();
         Set<String> sets = new HashSet<>();
         for (int n = in.readInt(); n > 0; n--) {
-            sets.add(utf(in));
+            sets.add(in.readText());
         }
         Map<String, Object> values = new HashMap<>();
         for (int n = in.readInt(); n > 0; n--) {
-            String name = utf(in);
+            String name = in.readText();
             int kind = in.readByte();
-            values.put(name, kind == 0 ? null : kind == 1 ? (Object) in.readLong() : utf(in));
+            values.put(name, kind == 0 ? null : kind == 1 ? (Object) in.readLong() : in.readText());
         }
         return new Observation(cell, instanceId, messageId, eventType, at, key,
-                new Rules.Effect(Set.copyOf(sets), audit), values, readText(in));
+                new Rules.Effect(Set.copyOf(sets), audit), values, in.readText());
     }
 
-    private static void writeFlavor(DataOutputStream out, Flavor f) throws IOException {
-        out.writeBoolean(f != null);
-        if (f != null) {
-            utf(out, f.flavorId);
-            writeText(out, f.flavorName);
-            writeLong(out, f.vcpus);
-            writeLong(out, f.memoryMb);
-            writeLong(out, f.rootGb);
-            writeLong(out, f.ephemeralGb);
-            writeText(out, f.instanceTypeId);
+    /** The flavors and images of one state, each written once and then referred to by number
+     * (every sample carries its flavor and image, which seldom change). */
+    private static final class Shared {
+        final Map<Object, Integer> written = new HashMap<>();
+        final java.util.List<Object> read = new java.util.ArrayList<>();
+    }
+
+    /** 0: null; n > 0: the (n-1)th part already written; -1: a new part follows. */
+    private static boolean reference(Packed.Out out, Object part, Shared seen) {
+        if (part == null) {
+            out.writeInt(0);
+            return true;
+        }
+        Integer at = seen.written.get(part);
+        if (at != null) {
+            out.writeInt(at + 1);
+            return true;
+        }
+        seen.written.put(part, seen.written.size());
+        out.writeInt(-1);
+        return false;
+    }
+
+    private static void writeFlavor(Packed.Out out, Flavor f, Shared seen) {
+        if (!reference(out, f, seen)) {
+            out.writeText(f.flavorId);
+            out.writeText(f.flavorName);
+            out.writeNullable(f.vcpus);
+            out.writeNullable(f.memoryMb);
+            out.writeNullable(f.rootGb);
+            out.writeNullable(f.ephemeralGb);
+            out.writeText(f.instanceTypeId);
         }
     }
 
-    private static Flavor readFlavor(DataInputStream in) throws IOException {
-        return in.readBoolean() ? new Flavor(utf(in), readText(in), readLong(in), readLong(in),
-                readLong(in), readLong(in), readText(in)) : null;
+    private static Flavor readFlavor(Packed.In in, Shared seen) {
+        int ref = in.readInt();
+        if (ref >= 0) {
+            return ref == 0 ? null : (Flavor) seen.read.get(ref - 1);
+        }
+        Flavor f = new Flavor(in.readText(), in.readText(), in.readNullable(), in.readNullable(),
+                in.readNullable(), in.readNullable(), in.readText());
+        seen.read.add(f);
+        return f;
     }
 
-    private static void writeImage(DataOutputStream out, Image i) throws IOException {
-        out.writeBoolean(i != null);
-        if (i != null) {
-            writeText(out, i.imageRef);
-            writeText(out, i.osType);
-            writeText(out, i.osArchitecture);
-            writeText(out, i.osDistro);
-            writeText(out, i.osVersion);
+    private static void writeImage(Packed.Out out, Image i, Shared seen) {
+        if (!reference(out, i, seen)) {
+            out.writeText(i.imageRef);
+            out.writeText(i.osType);
+            out.writeText(i.osArchitecture);
+            out.writeText(i.osDistro);
+            out.writeText(i.osVersion);
         }
     }
 
-    private static Image readImage(DataInputStream in) throws IOException {
-        return in.readBoolean() ? new Image(readText(in), readText(in), readText(in), readText(in),
-                readText(in)) : null;
-    }
-
-    /** A string of any length (writeUTF stops at 64 KB). */
-    private static void utf(DataOutputStream out, String s) throws IOException {
-        byte[] b = s.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-        out.writeInt(b.length);
-        out.write(b);
-    }
-
-    private static String utf(DataInputStream in) throws IOException {
-        byte[] b = new byte[in.readInt()];
-        in.readFully(b);
-        return new String(b, java.nio.charset.StandardCharsets.UTF_8);
-    }
-
-    private static void writeText(DataOutputStream out, String s) throws IOException {
-        out.writeBoolean(s != null);
-        if (s != null) {
-            utf(out, s);
+    private static Image readImage(Packed.In in, Shared seen) {
+        int ref = in.readInt();
+        if (ref >= 0) {
+            return ref == 0 ? null : (Image) seen.read.get(ref - 1);
         }
+        Image i = new Image(in.readText(), in.readText(), in.readText(), in.readText(),
+                in.readText());
+        seen.read.add(i);
+        return i;
     }
 
-    private static String readText(DataInputStream in) throws IOException {
-        return in.readBoolean() ? utf(in) : null;
-    }
-
-    private static void writeLong(DataOutputStream out, Long v) throws IOException {
-        out.writeBoolean(v != null);
-        if (v != null) {
-            out.writeLong(v);
-        }
-    }
-
-    private static Long readLong(DataInputStream in) throws IOException {
-        return in.readBoolean() ? in.readLong() : null;
-    }
-
-    private static void writeLongs(DataOutputStream out, Set<Long> values) throws IOException {
+    private static void writeTimes(Packed.Out out, Set<Long> values) {
         out.writeInt(values.size());
         for (long v : values) {
-            out.writeLong(v);
+            out.writeTime(v);
         }
     }
 
-    private static void readLongs(DataInputStream in, Set<Long> into) throws IOException {
+    private static void readTimes(Packed.In in, Set<Long> into) {
         for (int n = in.readInt(); n > 0; n--) {
-            into.add(in.readLong());
+            into.add(in.readTime());
         }
     }
 }

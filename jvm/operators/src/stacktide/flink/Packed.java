@@ -1,0 +1,187 @@
+package stacktide.flink;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A compact byte form for keyed state: every string written once in a table at the front and
+ * referred to by number (an instance's state repeats its cell, flavor, image and field names
+ * in every sample), numbers as variable-length integers, times as the difference from the time
+ * written before (a key's times lie close together). What a checkpoint stores per key, and
+ * what the 2 KB per live instance budget counts.
+ *
+ * Layout: version byte, string count, each string (length, UTF-8), then the body.
+ */
+public final class Packed {
+    private Packed() {}
+
+    /** Writes a body; {@link #finish} puts the version and the string table in front. */
+    public static final class Out {
+        private final ByteArrayOutputStream body = new ByteArrayOutputStream(256);
+        private final Map<String, Integer> strings = new HashMap<>();
+        private final List<String> table = new ArrayList<>();
+        private long lastTime;
+
+        public void writeLong(long v) {
+            varint(body, (v << 1) ^ (v >> 63));
+        }
+
+        public void writeInt(int v) {
+            writeLong(v);
+        }
+
+        public void writeBoolean(boolean v) {
+            body.write(v ? 1 : 0);
+        }
+
+        public void writeByte(int v) {
+            body.write(v);
+        }
+
+        /** Eight bytes as they are: hashes and digests, which no varint shortens. */
+        public void writeFixed(long v) {
+            for (int shift = 56; shift >= 0; shift -= 8) {
+                body.write((int) (v >>> shift));
+            }
+        }
+
+        /** A time, as its difference from the last time written. */
+        public void writeTime(long t) {
+            writeLong(t - lastTime);
+            lastTime = t;
+        }
+
+        public void writeTime(Long t) {
+            writeBoolean(t != null);
+            if (t != null) {
+                writeTime(t.longValue());
+            }
+        }
+
+        public void writeNullable(Long v) {
+            writeBoolean(v != null);
+            if (v != null) {
+                writeLong(v);
+            }
+        }
+
+        /** A string or null: 0 for null, else its place in the table + 1. */
+        public void writeText(String s) {
+            if (s == null) {
+                varint(body, 0);
+                return;
+            }
+            Integer at = strings.get(s);
+            if (at == null) {
+                at = table.size();
+                strings.put(s, at);
+                table.add(s);
+            }
+            varint(body, at + 1L);
+        }
+
+        public byte[] finish(int version) {
+            ByteArrayOutputStream all = new ByteArrayOutputStream(body.size() + 16 * table.size());
+            all.write(version);
+            varint(all, table.size());
+            for (String s : table) {
+                byte[] b = s.getBytes(StandardCharsets.UTF_8);
+                varint(all, b.length);
+                all.write(b, 0, b.length);
+            }
+            byte[] b = body.toByteArray();
+            all.write(b, 0, b.length);
+            return all.toByteArray();
+        }
+
+        private static void varint(ByteArrayOutputStream out, long v) {
+            while ((v & ~0x7FL) != 0) {
+                out.write((int) ((v & 0x7F) | 0x80));
+                v >>>= 7;
+            }
+            out.write((int) v);
+        }
+
+        private static void varint(ByteArrayOutputStream out, int v) {
+            varint(out, (long) v);
+        }
+    }
+
+    /** Reads what an {@link Out} wrote, in the same order. */
+    public static final class In {
+        private final byte[] data;
+        private int pos;
+        private final String[] table;
+        private long lastTime;
+        public final int version;
+
+        public In(byte[] data) {
+            this.data = data;
+            version = data[pos++] & 0xff;
+            table = new String[(int) varint()];
+            for (int k = 0; k < table.length; k++) {
+                int n = (int) varint();
+                table[k] = new String(data, pos, n, StandardCharsets.UTF_8);
+                pos += n;
+            }
+        }
+
+        public long readLong() {
+            long v = varint();
+            return (v >>> 1) ^ -(v & 1);
+        }
+
+        public int readInt() {
+            return (int) readLong();
+        }
+
+        public boolean readBoolean() {
+            return data[pos++] != 0;
+        }
+
+        public int readByte() {
+            return data[pos++];
+        }
+
+        public long readFixed() {
+            long v = 0;
+            for (int k = 0; k < 8; k++) {
+                v = (v << 8) | (data[pos++] & 0xffL);
+            }
+            return v;
+        }
+
+        public long readTime() {
+            lastTime += readLong();
+            return lastTime;
+        }
+
+        public Long readNullableTime() {
+            return readBoolean() ? readTime() : null;
+        }
+
+        public Long readNullable() {
+            return readBoolean() ? readLong() : null;
+        }
+
+        public String readText() {
+            int at = (int) varint();
+            return at == 0 ? null : table[at - 1];
+        }
+
+        private long varint() {
+            long v = 0;
+            for (int shift = 0; ; shift += 7) {
+                byte b = data[pos++];
+                v |= (long) (b & 0x7F) << shift;
+                if (b >= 0) {
+                    return v;
+                }
+            }
+        }
+    }
+}
