@@ -137,13 +137,14 @@ class JobsConfig:
     lets the others run ahead of it, and its events then arrive late, some later than the
     allowed lateness: exact usage prefers rows that wait for a silent partition (in a cloud,
     every partition carries traffic) to rows that miss events. Bounded runs never mark one.
-    ``python_state_cache``: keys whose state a keyed Python operator keeps decoded between
-    bundles (per subtask); a key missing from it costs a blocking read from the JVM, and one
+    ``python_state_cache``: keys whose state a keyed Python operator (``python`` below) keeps
+    decoded between bundles (per subtask); a key missing from it costs a blocking read from the JVM, and one
     evicted a write (bench/README.md measures it). Size it above the keys a subtask sees in a
     watermark's delay: live instances, and open requests. ``instance_operator``: where the
-    keyed instance job's logic runs: ``python`` (jobs/instance_state.py, the definition) or
-    ``jvm`` (jvm/operators' ``stacktide.lifecycle``, the same logic held equal to it by
-    differential tests, without a Python worker; bench/README.md measures both).
+    keyed instance job's logic runs: ``jvm`` (the default: jvm/operators'
+    ``stacktide.lifecycle``, held equal to the Python functions by differential tests, without
+    a Python worker) or ``python`` (jobs/instance_state.py, the definition; bench/README.md
+    measures it 25 times slower).
     ``request_operator``: the same choice for the request job (jobs/request_state.py, or
     jvm/operators' ``stacktide.requests``). The two implementations keep different state:
     switching needs a fresh start (``--fresh``), not a savepoint."""
@@ -155,8 +156,8 @@ class JobsConfig:
     idle_timeout_s: float = 0.0
     python_state_cache: int = 20000
     jobmanager: str = ""  # host:port of a Flink cluster's REST API, for jobs submit|stop
-    instance_operator: str = "python"
-    request_operator: str = "python"
+    instance_operator: str = "jvm"
+    request_operator: str = "jvm"
 
 
 OPERATORS = ("python", "jvm")
@@ -414,8 +415,8 @@ def config_from_mapping(data: Mapping[str, Any], file: str, base: Path) -> Confi
 
 def _jobs(r: _Reader) -> JobsConfig:
     c = _section(r, JobsConfig)
-    r.choice("instance_operator", OPERATORS, "python")
-    r.choice("request_operator", OPERATORS, "python")
+    r.choice("instance_operator", OPERATORS, "jvm")
+    r.choice("request_operator", OPERATORS, "jvm")
     if c.jobmanager:
         from stacktide.flink_rest import parse_address
 
