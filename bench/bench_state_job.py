@@ -56,19 +56,20 @@ from stacktide.simulate.traffic import generate
 # A variant's settings of the configuration (jobs.<name>), not Flink's.
 OPERATORS = {"stacktide.instance_operator": "instance_operator",
              "stacktide.request_operator": "request_operator"}
+PYTHON = {"stacktide.instance_operator": "python", "stacktide.request_operator": "python"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "process/bundle-1000 (default)": {},
-    "process/bundle-100000": {"python.fn-execution.bundle.size": "100000",
+    # The keyed jobs' logic in Python workers (jobs.*_operator: python), PyFlink's process mode
+    "process/bundle-1000": {**PYTHON},
+    "process/bundle-100000": {**PYTHON, "python.fn-execution.bundle.size": "100000",
                               "python.fn-execution.bundle.time": "1000"},
     # PyFlink's own state cache sizes, below the jobs' default (jobs.python_state_cache)
-    "process/state-cache-1000": {"python.state.cache-size": "1000",
+    "process/state-cache-1000": {**PYTHON, "python.state.cache-size": "1000",
                                  "python.map-state.read-cache-size": "1000",
                                  "python.map-state.write-cache-size": "1000"},
-    # The keyed instance job's logic in the JVM (jobs.instance_operator: jvm); the request
-    # job stays in Python.
-    "jvm-instance-operator": {"stacktide.instance_operator": "jvm"},
-    # Both keyed jobs' logic in the JVM: no Python operator left in the job.
-    "jvm-operators": {"stacktide.instance_operator": "jvm", "stacktide.request_operator": "jvm"},
+    # The keyed instance job's logic in the JVM; the request job's in Python.
+    "jvm-instance-operator": {**PYTHON, "stacktide.instance_operator": "jvm"},
+    # Both keyed jobs' logic in the JVM, the jobs' default: no Python operator left in the job.
+    "jvm-operators (default)": {},
 }
 # Not a variant: python.execution-mode thread (PemJa) fails on this job. Under the chained
 # operators' "Could not forward element to next operator" (and alone, with chaining off) is
