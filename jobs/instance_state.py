@@ -361,26 +361,16 @@ def _jvm(env: StreamTableEnvironment, query: Any, timing: Timing, base: int,
     jvm/operators): the keyed rows and the event clock as the Python function gets them."""
     import json
 
-    from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
 
-    from jobs.keyed_source import event_clock, java_keyed, rows_with_key
+    from jobs.keyed_source import jvm_keyed
 
     gateway = get_gateway()
-    stream, value = rows_with_key(env, query, KEY, "instance_state")
-    tables = gateway.jvm.java.util.HashMap()
-    for name in OUTPUTS:
-        tables.put(name, row_type(TABLES[name]).get_java_type_info())
     clocks = gateway.new_array(gateway.jvm.long, 6)
     for i, v in enumerate((timing.period, timing.out_of_order, timing.lateness, timing.settle,
                            timing.silence, int(timing.audit_expected))):
         clocks[i] = v
-    columns = gateway.new_array(gateway.jvm.String, len(value.get_field_names()))
-    for i, c in enumerate(value.get_field_names()):
-        columns[i] = c
-    functions = gateway.jvm.stacktide.lifecycle.InstanceFunction
-    function = functions(json.dumps(lc.rules_document(lc.load_rules(rules_path))), clocks, base,
-                         tables, columns)
-    j_out = functions.attach(java_keyed(stream),
-                             event_clock(env, stream, "instance_state")._j_data_stream, function)
-    return DataStream(j_out.uid(UID_JVM).name(UID_JVM))
+    rules = json.dumps(lc.rules_document(lc.load_rules(rules_path)))
+    return jvm_keyed(env, query, KEY, "instance_state",
+                     gateway.jvm.stacktide.lifecycle.InstanceFunction, (rules, clocks, base),
+                     {name: row_type(TABLES[name]) for name in OUTPUTS}, UID_JVM)

@@ -148,6 +148,29 @@ def java_keyed(stream: Any) -> Any:
                                        Types.ROW([Types.STRING()]).get_java_type_info())
 
 
+def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, function: Any,
+              leading: tuple[Any, ...], outputs: dict[str, Any], uid: str) -> Any:
+    """The rows of *query* keyed by *key* (as :func:`keyed_with_clock` keys them, with their
+    event clock) through a keyed function of jvm/operators: *function* is its Java class,
+    built from *leading* arguments, the row types of its side *outputs* and the value's
+    column names; its static ``attach`` connects the keyed rows to the clock."""
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    stream, value = rows_with_key(env, query, key, name)
+    tables = gateway.jvm.java.util.HashMap()
+    for output, type_ in outputs.items():
+        tables.put(output, type_.get_java_type_info())
+    names = value.get_field_names()
+    columns = gateway.new_array(gateway.jvm.String, len(names))
+    for i, column in enumerate(names):
+        columns[i] = column
+    j_out = function.attach(java_keyed(stream), event_clock(env, stream, name)._j_data_stream,
+                            function(*leading, tables, columns))
+    return DataStream(j_out.uid(uid).name(uid))
+
+
 def event_clock(env: StreamTableEnvironment, stream: Any, name: str) -> Any:
     """The event clock of the keyed rows *stream* (sql/event_clock.sql), as a DataStream.
 

@@ -270,23 +270,12 @@ def _jvm(env: StreamTableEnvironment, query: Any, rules: rq.Rules, timing: Timin
     jvm/operators): the keyed rows and the event clock as the Python function gets them."""
     import json
 
-    from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
 
-    from jobs.keyed_source import event_clock, java_keyed, rows_with_key
+    from jobs.keyed_source import jvm_keyed
 
-    gateway = get_gateway()
-    stream, value = rows_with_key(env, query, KEY, "request_state")
-    tables = gateway.jvm.java.util.HashMap()
-    for name in OUTPUTS:
-        tables.put(name, row_type(TABLES[name]).get_java_type_info())
-    tables.put(ALERTS, alert_type().get_java_type_info())
-    columns = gateway.new_array(gateway.jvm.String, len(value.get_field_names()))
-    for i, c in enumerate(value.get_field_names()):
-        columns[i] = c
-    functions = gateway.jvm.stacktide.requests.RequestFunction
-    function = functions(json.dumps(rq.rules_document(rules)), timing.out_of_order,
-                         timing.lateness, base, tables, columns)
-    j_out = functions.attach(java_keyed(stream),
-                             event_clock(env, stream, "request_state")._j_data_stream, function)
-    return DataStream(j_out.uid(UID_JVM).name(UID_JVM))
+    outputs = {name: row_type(TABLES[name]) for name in OUTPUTS}
+    return jvm_keyed(env, query, KEY, "request_state",
+                     get_gateway().jvm.stacktide.requests.RequestFunction,
+                     (json.dumps(rq.rules_document(rules)), timing.out_of_order,
+                      timing.lateness, base), {**outputs, ALERTS: alert_type()}, UID_JVM)

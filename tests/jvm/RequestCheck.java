@@ -16,10 +16,10 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
 import stacktide.requests.Event;
-import stacktide.requests.PyJson;
 import stacktide.requests.RequestCore;
 import stacktide.requests.RequestKeep;
 import stacktide.requests.RequestRules;
+import stacktide.text.PyJson;
 
 /**
  * What tests/jobs/test_jvm_requests.py compares with the Python functions: reads JSON lines on

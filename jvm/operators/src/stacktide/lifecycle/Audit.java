@@ -11,6 +11,7 @@ import java.util.Set;
 import stacktide.lifecycle.Parts.Flavor;
 import stacktide.lifecycle.Parts.Image;
 import stacktide.lifecycle.Parts.Launch;
+import stacktide.text.PyJson;
 
 /**
  * StackTach's verifier, stream-native: the JVM's {@code jobs.audit} ({@code verify},
@@ -213,30 +214,13 @@ public final class Audit {
         return out;
     }
 
-    /** Python's {@code json.dumps} of a str or None (ASCII only, its escapes). */
+    /** Python's {@code json.dumps} of a str or None. */
     static String json(String s) {
         if (s == null) {
             return "null";
         }
-        StringBuilder b = new StringBuilder("\"");
-        for (int k = 0; k < s.length(); k++) {
-            char c = s.charAt(k);
-            switch (c) {
-                case '"': b.append("\\\""); break;
-                case '\\': b.append("\\\\"); break;
-                case '\n': b.append("\\n"); break;
-                case '\r': b.append("\\r"); break;
-                case '\t': b.append("\\t"); break;
-                case '\b': b.append("\\b"); break;
-                case '\f': b.append("\\f"); break;
-                default:
-                    if (c < 0x20 || c > 0x7e) {
-                        b.append(String.format("\\u%04x", (int) c));
-                    } else {
-                        b.append(c);
-                    }
-            }
-        }
-        return b.append('"').toString();
+        StringBuilder b = new StringBuilder();
+        PyJson.string(b, s);
+        return b.toString();
     }
 }

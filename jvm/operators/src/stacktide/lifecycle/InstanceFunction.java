@@ -5,10 +5,8 @@ import java.util.HashMap;
 import java.util.Map;
 
 import org.apache.flink.api.common.functions.OpenContext;
-import org.apache.flink.api.common.state.MapStateDescriptor;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
-import org.apache.flink.api.common.typeinfo.BasicTypeInfo;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeinfo.Types;
 import org.apache.flink.api.java.typeutils.RowTypeInfo;
@@ -23,6 +21,8 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
+import stacktide.flink.EventClock;
+
 /**
  * The keyed instance job's function in the JVM: {@link InstanceCore} driven by Flink, the same
  * inputs, state, timers and side outputs as {@code jobs.instance_state.InstanceFunction}
@@ -33,7 +33,6 @@ import org.apache.flink.util.OutputTag;
  */
 public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, Row, Row, String> {
     private static final long serialVersionUID = 1L;
-    private static final String CLOCK_KEY = "newest";
 
     private final String rulesJson;
     private final long[] timing;  // period, out of order, lateness, settle, silence, audit (0/1)
@@ -60,18 +59,12 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
         this.columns = columns.clone();
     }
 
-    /** The broadcast state of the event clock (the same as the Python jobs'). */
-    public static MapStateDescriptor<String, Long> clockDescriptor() {
-        return new MapStateDescriptor<>("event-clock", BasicTypeInfo.STRING_TYPE_INFO,
-                BasicTypeInfo.LONG_TYPE_INFO);
-    }
-
     /** {@code keyed} connected to the broadcast {@code clock}, processed by {@code function}
      * (one call: the broadcast descriptors are varargs, awkward to pass from Python). */
     public static SingleOutputStreamOperator<String> attach(KeyedStream<Row, Row> keyed,
                                                             DataStream<Row> clock,
                                                             InstanceFunction function) {
-        return keyed.connect(clock.broadcast(clockDescriptor())).process(function, Types.STRING);
+        return keyed.connect(clock.broadcast(EventClock.descriptor())).process(function, Types.STRING);
     }
 
     /** The side output of table {@code name}. */
@@ -117,7 +110,8 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
         }
         seen = Math.max(seen, obs.at);
         Keep keep = core.process(kept.value(), obs,
-                context(ctx.timerService(), ctx.getBroadcastState(clockDescriptor()).get(CLOCK_KEY),
+                context(ctx.timerService(),
+                        EventClock.newest(ctx.getBroadcastState(EventClock.descriptor())),
                         ctx));
         if (keep != null) {
             kept.update(keep);
@@ -127,11 +121,7 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
     @Override
     public void processBroadcastElement(Row value, Context ctx, Collector<String> out)
             throws Exception {
-        Long time = NovaTime.micros((String) value.getField(0));
-        Long old = ctx.getBroadcastState(clockDescriptor()).get(CLOCK_KEY);
-        if (time != null && (old == null || time > old)) {
-            ctx.getBroadcastState(clockDescriptor()).put(CLOCK_KEY, time);
-        }
+        EventClock.advance(ctx.getBroadcastState(EventClock.descriptor()), value);
     }
 
     @Override
@@ -141,7 +131,8 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
             return;
         }
         Keep keep = core.onTimer(stored, timestamp,
-                context(ctx.timerService(), ctx.getBroadcastState(clockDescriptor()).get(CLOCK_KEY),
+                context(ctx.timerService(),
+                        EventClock.newest(ctx.getBroadcastState(EventClock.descriptor())),
                         ctx));
         if (keep == null) {
             kept.clear();

@@ -3,6 +3,7 @@ package stacktide.requests;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 
 import stacktide.lifecycle.NovaTime;
+import stacktide.text.PyJson;
 
 /**
  * The part of a notification a timeline keeps ({@code jobs.requests.Event}): no payload, the

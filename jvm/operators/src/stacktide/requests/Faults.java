@@ -6,6 +6,8 @@ import java.util.Map;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node.JsonNodeFactory;
 
+import stacktide.text.PyJson;
+
 /** {@code jobs.requests.fault_of}: exception, message and code of an error payload, whichever
  * form nova used (see the Python for the forms). */
 public final class Faults {

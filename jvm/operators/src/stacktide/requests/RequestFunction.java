@@ -22,8 +22,9 @@ import org.apache.flink.types.Row;
 import org.apache.flink.util.Collector;
 import org.apache.flink.util.OutputTag;
 
+import stacktide.flink.EventClock;
+
 import stacktide.lifecycle.InstanceFunction;
-import stacktide.lifecycle.NovaTime;
 
 /**
  * The request job's function in the JVM: {@link RequestCore} driven by Flink, with the inputs,
@@ -35,7 +36,6 @@ import stacktide.lifecycle.NovaTime;
  */
 public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Row, Row, String> {
     private static final long serialVersionUID = 1L;
-    private static final String CLOCK_KEY = "newest";
     private static final String[] WANTED = {"message_id", "cell", "event_type", "priority",
         "service", "host", "generated", "request_id", "global_request_id", "instance_id",
         "tenant_id", "payload"};
@@ -73,7 +73,7 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
     public static SingleOutputStreamOperator<String> attach(KeyedStream<Row, Row> keyed,
                                                             DataStream<Row> clock,
                                                             RequestFunction function) {
-        return keyed.connect(clock.broadcast(InstanceFunction.clockDescriptor()))
+        return keyed.connect(clock.broadcast(EventClock.descriptor()))
                 .process(function, Types.STRING);
     }
 
@@ -117,7 +117,7 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
         seen = Math.max(seen, event.at);
         RequestKeep keep = core.process(kept.value(), event,
                 context(ctx.timerService(),
-                        ctx.getBroadcastState(InstanceFunction.clockDescriptor()).get(CLOCK_KEY),
+                        EventClock.newest(ctx.getBroadcastState(EventClock.descriptor())),
                         ctx));
         if (keep != null) {
             kept.update(keep);
@@ -127,11 +127,7 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
     @Override
     public void processBroadcastElement(Row value, Context ctx, Collector<String> out)
             throws Exception {
-        Long time = NovaTime.micros((String) value.getField(0));
-        Long old = ctx.getBroadcastState(InstanceFunction.clockDescriptor()).get(CLOCK_KEY);
-        if (time != null && (old == null || time > old)) {
-            ctx.getBroadcastState(InstanceFunction.clockDescriptor()).put(CLOCK_KEY, time);
-        }
+        EventClock.advance(ctx.getBroadcastState(EventClock.descriptor()), value);
     }
 
     @Override
@@ -143,7 +139,7 @@ public final class RequestFunction extends KeyedBroadcastProcessFunction<Row, Ro
         }
         RequestKeep keep = core.onTimer(stored, timestamp,
                 context(ctx.timerService(),
-                        ctx.getBroadcastState(InstanceFunction.clockDescriptor()).get(CLOCK_KEY),
+                        EventClock.newest(ctx.getBroadcastState(EventClock.descriptor())),
                         ctx));
         if (keep == null) {
             kept.clear();

@@ -10,6 +10,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
+import stacktide.text.PyJson;
+
 /**
  * The rows of the request job ({@code jobs.requests.operations}, {@code request_row},
  * {@code error_row}, {@code alert}) as column -> value maps; times as µs (Long), JSON columns

@@ -1,4 +1,4 @@
-package stacktide.requests;
+package stacktide.text;
 
 import java.math.BigDecimal;
 import java.math.MathContext;
@@ -123,7 +123,7 @@ public final class PyJson {
         return Integer.compare(a.length() - i, b.length() - j);
     }
 
-    static void string(StringBuilder b, String s) {
+    public static void string(StringBuilder b, String s) {
         b.append('"');
         for (int k = 0; k < s.length(); k++) {
             char c = s.charAt(k);
