@@ -144,7 +144,7 @@ class JobsConfig:
     keyed instance job's logic runs: ``jvm`` (the default: jvm/operators'
     ``stacktide.lifecycle``, held equal to the Python functions by differential tests, without
     a Python worker) or ``python`` (jobs/instance_state.py, the definition; bench/README.md
-    measures it 25 times slower).
+    measures it 12.6 times slower).
     ``request_operator``: the same choice for the request job (jobs/request_state.py, or
     jvm/operators' ``stacktide.requests``). The two implementations keep different state:
     switching needs a fresh start (``--fresh``), not a savepoint."""
