@@ -319,7 +319,7 @@ def jvm_state_size(config: Config, items: list[Envelope], live: set[str]) -> flo
     from jobs import instance_state
 
     sys.path.insert(0, str(REPO_ROOT))  # the harness lives with the tests
-    from tests.jobs.keyed_driver import java_harness, plan
+    from tests.jobs.keyed_driver import instance_wire, java_harness, plan
 
     half = items[: len(items) // 2]
     timing = instance_state.timing_of(config)
@@ -328,18 +328,12 @@ def jvm_state_size(config: Config, items: list[Envelope], live: set[str]) -> flo
         (rules := Path(tmp) / "rules.json").write_text(
             json.dumps(lc.rules_document(lc.load_rules())))
         ask = java_harness(Path(tmp), "LifecycleCheck", [str(rules)])
-        got, = ask([{"drive": [[k, _wire(v) if k == "e" else v] for k, v in steps],
+        got, = ask([{"drive": [[k, instance_wire(v) if k == "e" else v] for k, v in steps],
                      "timing": [timing.period, timing.out_of_order, timing.lateness,
                                 timing.settle, timing.silence, timing.audit_expected],
                      "base": 0, "newest": max(lc.to_us(e.generated) or 0 for e in half)}])
     sizes = [n for key, n in got["sizes"].items() if key.split("/", 1)[1] in live]
     return statistics.mean(sizes)
-
-
-def _wire(env: Envelope) -> dict[str, object]:
-    return {"cell": env.cell, "instance_id": env.instance_id, "message_id": env.message_id,
-            "event_type": env.event_type, "generated": env.generated, "format": env.format,
-            "request_id": env.request_id, "payload": env.payload}
 
 
 def main() -> None:

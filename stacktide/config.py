@@ -137,10 +137,11 @@ class JobsConfig:
     lets the others run ahead of it, and its events then arrive late, some later than the
     allowed lateness: exact usage prefers rows that wait for a silent partition (in a cloud,
     every partition carries traffic) to rows that miss events. Bounded runs never mark one.
-    ``python_state_cache``: keys whose state a keyed Python operator (``python`` below) keeps
-    decoded between bundles (per subtask); a key missing from it costs a blocking read from the JVM, and one
-    evicted a write (bench/README.md measures it). Size it above the keys a subtask sees in a
-    watermark's delay: live instances, and open requests. ``instance_operator``: where the
+    ``python_state_cache``: keys whose state a keyed Python operator (``python`` below)
+    keeps decoded between bundles (per subtask); a key missing from it costs a blocking read
+    from the JVM, and one evicted a write (bench/README.md measures it). Size it above the
+    keys a subtask sees in a watermark's delay: live instances, and open requests.
+    ``instance_operator``: where the
     keyed instance job's logic runs: ``jvm`` (the default: jvm/operators'
     ``stacktide.lifecycle``, held equal to the Python functions by differential tests, without
     a Python worker) or ``python`` (jobs/instance_state.py, the definition; bench/README.md

@@ -1,6 +1,7 @@
 """What the differential tests of the JVM operators share: a driver that runs a keyed Python
 function as Flink does, the plan of elements and watermarks they are driven by, and the Java
 harness (tests/jvm/*.java) that drives the JVM's port the same way and answers in JSON lines.
+bench/bench_state_job.py drives the instance job's port through the same harness.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from jobs.keyed_source import MAX_WATERMARK
 from stacktide.config import REPO_ROOT, config_from_mapping
 from stacktide.local.operators import _flink_jars, operator_jar
+from stacktide.schema import Envelope
 
 Ask = Callable[[list[dict[str, Any]]], list[Any]]
 
@@ -38,6 +40,14 @@ def java_harness(tmp: Path, main: str, args: Iterable[str]) -> Ask:
         return answers
 
     return ask
+
+
+def instance_wire(env: Envelope) -> dict[str, Any]:
+    """The envelope's fields the keyed instance job hands its function (payload as JSON), as
+    tests/jvm/LifecycleCheck.java reads them."""
+    return {"cell": env.cell, "instance_id": env.instance_id, "message_id": env.message_id,
+            "event_type": env.event_type, "generated": env.generated, "format": env.format,
+            "request_id": env.request_id, "payload": env.payload}
 
 
 class Driver:

@@ -27,6 +27,7 @@ from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from tests.helpers import envelopes
 from tests.jobs.keyed_driver import Ask, Driver, java_harness, plan
+from tests.jobs.keyed_driver import instance_wire as wire
 
 RULES = lc.load_rules()
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
@@ -40,13 +41,6 @@ def jvm(tmp_path_factory: pytest.TempPathFactory) -> Ask:
     tmp = tmp_path_factory.mktemp("jvm-lifecycle")
     (rules := tmp / "rules.json").write_text(json.dumps(lc.rules_document(RULES)))
     return java_harness(tmp, "LifecycleCheck", [str(rules)])
-
-
-def wire(env: Envelope) -> dict[str, Any]:
-    """The envelope's fields the keyed job hands its function (payload as JSON)."""
-    return {"cell": env.cell, "instance_id": env.instance_id, "message_id": env.message_id,
-            "event_type": env.event_type, "generated": env.generated, "format": env.format,
-            "request_id": env.request_id, "payload": env.payload}
 
 
 def observation(o: lc.Observation | None) -> dict[str, Any] | None:

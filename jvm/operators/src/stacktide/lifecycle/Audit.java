@@ -1,8 +1,5 @@
 package stacktide.lifecycle;
 
-import java.time.Instant;
-import java.time.ZoneOffset;
-import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -21,8 +18,6 @@ import stacktide.text.PyJson;
  */
 public final class Audit {
     static final long SECOND = 1_000_000L;
-    private static final DateTimeFormatter TIME =
-            DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSSSSS'Z'").withZone(ZoneOffset.UTC);
 
     private Audit() {}
 
@@ -78,15 +73,6 @@ public final class Audit {
         }
     }
 
-    /** {@code format_time}: ISO-8601 UTC with microseconds; null stays null. */
-    static String time(Long us) {
-        if (us == null) {
-            return null;
-        }
-        return TIME.format(Instant.ofEpochSecond(Math.floorDiv(us, SECOND),
-                Math.floorMod(us, SECOND) * 1000));
-    }
-
     private static Long second(Long us) {
         return us == null ? null : Math.floorDiv(us, SECOND);
     }
@@ -113,7 +99,7 @@ public final class Audit {
         }
         if (same.isEmpty()) {
             Long seen = s.samples.isEmpty() ? null : s.latest(exists.at, InstanceState.END, x -> x.launched);
-            found.add(new Mismatch("launched_at", time(seen), time(launched)));
+            found.add(new Mismatch("launched_at", NovaTime.format(seen), NovaTime.format(launched)));
         }
         Flavor fallbackFlavor = s.latest(exists.at, InstanceState.END, x -> x.flavor);
         Image fallbackImage = s.latest(exists.at, InstanceState.END, x -> x.image);
@@ -138,21 +124,21 @@ public final class Audit {
                 (String) exists.values.get("tenant_id"));
         Long deleted = (Long) exists.values.get("deleted_at");
         if (deleted != null && !Objects.equals(second(deleted), second(s.deletedAt))) {
-            found.add(new Mismatch("deleted_at", time(s.deletedAt), time(deleted)));
+            found.add(new Mismatch("deleted_at", NovaTime.format(s.deletedAt), NovaTime.format(deleted)));
         } else if (deleted == null && s.deletedAt != null && s.deletedAt <= endOrAt) {
-            found.add(new Mismatch("deleted_at", time(s.deletedAt), null));
+            found.add(new Mismatch("deleted_at", NovaTime.format(s.deletedAt), null));
         }
         boolean hasBegin = begin != null && begin != 0;
         if (begin == null || end == null || begin >= end) {
             found.add(new Mismatch(hasBegin ? "audit_period_ending" : "audit_period_beginning",
-                    "an audit period", time(hasBegin ? end : begin)));
+                    "an audit period", NovaTime.format(hasBegin ? end : begin)));
         } else {
             long start = Usage.periodOf(end - 1, period);
             if (begin != start) {
-                found.add(new Mismatch("audit_period_beginning", time(start), time(begin)));
+                found.add(new Mismatch("audit_period_beginning", NovaTime.format(start), NovaTime.format(begin)));
             }
             if (end > exists.at + SECOND) {
-                found.add(new Mismatch("audit_period_ending", "<= " + time(exists.at), time(end)));
+                found.add(new Mismatch("audit_period_ending", "<= " + NovaTime.format(exists.at), NovaTime.format(end)));
             }
         }
         return new Result(exists.messageId, exists.cell, exists.instanceId, begin, end,

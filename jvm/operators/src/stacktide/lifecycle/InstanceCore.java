@@ -191,7 +191,7 @@ public final class InstanceCore {
         InstanceState s = keep.state;
         for (long begin : Audit.missing(s, rules, keep.periodic, start, stop, t.period)) {
             String name = "missing:" + s.cell + ":" + s.instanceId + ":"
-                    + Audit.time(begin).substring(0, 19) + "Z";
+                    + NovaTime.format(begin).substring(0, 19) + "Z";
             Audit.Result result = new Audit.Result(name, s.cell, s.instanceId, begin,
                     begin + t.period, "failed",
                     List.of(new Audit.Mismatch("exists", "a periodic exists for the period", null)));

@@ -64,7 +64,8 @@ public final class InstanceFunction extends KeyedBroadcastProcessFunction<Row, R
     public static SingleOutputStreamOperator<String> attach(KeyedStream<Row, Row> keyed,
                                                             DataStream<Row> clock,
                                                             InstanceFunction function) {
-        return keyed.connect(clock.broadcast(EventClock.descriptor())).process(function, Types.STRING);
+        return keyed.connect(clock.broadcast(EventClock.descriptor()))
+                .process(function, Types.STRING);
     }
 
     /** The side output of table {@code name}. */

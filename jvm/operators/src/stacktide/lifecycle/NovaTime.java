@@ -1,7 +1,10 @@
 package stacktide.lifecycle;
 
 import java.time.DateTimeException;
+import java.time.Instant;
 import java.time.LocalDate;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
 
 /**
  * Nova's times as microseconds since the epoch, UTC: what {@code stacktide.schema.time_us}
@@ -11,11 +14,24 @@ import java.time.LocalDate;
  * offsets to the microsecond. Anything else is no time ({@code null}), as it is to the jobs.
  */
 public final class NovaTime {
+    private static final DateTimeFormatter FORMAT =
+            DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSSSSS'Z'").withZone(ZoneOffset.UTC);
+
     private final String s;
     private int i;
 
     private NovaTime(String s) {
         this.s = s;
+    }
+
+    /** {@code stacktide.schema.format_time}: ISO-8601 UTC with microseconds and Z, the one
+     * timestamp form the jobs write as text; null stays null. */
+    public static String format(Long us) {
+        if (us == null) {
+            return null;
+        }
+        return FORMAT.format(Instant.ofEpochSecond(Math.floorDiv(us, 1_000_000L),
+                Math.floorMod(us, 1_000_000L) * 1000));
     }
 
     /** The time of {@code text} in µs since the epoch, or null when it is not one. */

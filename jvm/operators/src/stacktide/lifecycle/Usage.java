@@ -2,7 +2,6 @@ package stacktide.lifecycle;
 
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.TreeMap;
 
 import stacktide.lifecycle.Parts.Flavor;

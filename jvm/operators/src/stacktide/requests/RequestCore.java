@@ -63,21 +63,12 @@ public final class RequestCore {
         }
         keep.dirty = true;
         keep.closed = false;
-        if (event.fault != null) {
-            Map<String, Object> row = RequestRecords.error(keep.timeline, event, rules);
-            try {
-                ctx.alert(key, json.writeValueAsString(RequestRecords.alert(row,
-                        json.readTree((String) row.get("preceding")))));
-            } catch (IOException e) {
-                throw new UncheckedIOException(e);
-            }
-        }
         boolean changed = event.fault != null;
         for (Event e : keep.timeline.events) {
             changed |= e.fault != null && e.after(event);
         }
         if (changed) {
-            errors(keep, ctx);  // an error's past or root cause changed
+            errors(keep, event.fault != null ? event : null, key, ctx);  // new, or a past changed
         }
         schedule(keep, ctx, event.at);
         return keep;
@@ -117,9 +108,18 @@ public final class RequestCore {
         }
     }
 
-    private void errors(RequestKeep keep, Context ctx) {
+    /** Emits each error row that changed; {@code alerted} (an error just arrived) is also
+     * alerted under {@code key}, from the same row. */
+    private void errors(RequestKeep keep, Event alerted, String key, Context ctx) {
         for (Event e : keep.timeline.errors()) {
             Map<String, Object> row = RequestRecords.error(keep.timeline, e, rules);
+            if (e == alerted) {
+                try {
+                    ctx.alert(key, json.writeValueAsString(RequestRecords.alert(row)));
+                } catch (IOException x) {
+                    throw new UncheckedIOException(x);
+                }
+            }
             long[] old = keep.errors.get(e.messageId);
             long digest = Book.digest(row.toString());
             if (old == null || old[1] != digest) {

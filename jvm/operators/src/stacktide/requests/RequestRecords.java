@@ -1,8 +1,5 @@
 package stacktide.requests;
 
-import java.time.Instant;
-import java.time.ZoneOffset;
-import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.LinkedHashMap;
@@ -10,6 +7,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.util.RawValue;
+
+import stacktide.lifecycle.NovaTime;
 import stacktide.text.PyJson;
 
 /**
@@ -18,19 +18,7 @@ import stacktide.text.PyJson;
  * in Python's {@code json.dumps} form, so both implementations write the same text.
  */
 public final class RequestRecords {
-    private static final DateTimeFormatter ISO =
-            DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSSSSS'Z'").withZone(ZoneOffset.UTC);
-
     private RequestRecords() {}
-
-    /** {@code format_time}: ISO-8601 UTC with microseconds and Z. */
-    public static String iso(Long us) {
-        if (us == null) {
-            return null;
-        }
-        return ISO.format(Instant.ofEpochSecond(Math.floorDiv(us, 1_000_000L),
-                Math.floorMod(us, 1_000_000L) * 1000));
-    }
 
     /** One timed operation: a start paired with its end or error. */
     public static final class Operation {
@@ -59,8 +47,8 @@ public final class RequestRecords {
             r.put("instance_id", instanceId);
             r.put("cell", cell);
             r.put("host", host);
-            r.put("start", iso(start));
-            r.put("end", iso(end));
+            r.put("start", NovaTime.format(start));
+            r.put("end", NovaTime.format(end));
             r.put("duration_s", start == null || end == null ? null : (end - start) / 1e6);
             r.put("outcome", outcome);
             return r;
@@ -198,7 +186,7 @@ public final class RequestRecords {
             for (Event e : events.subList(Math.max(0, i - rules.precedingMax), i)) {
                 Map<String, Object> p = new LinkedHashMap<>();
                 p.put("event_type", e.eventType);
-                p.put("at", iso(e.at));
+                p.put("at", NovaTime.format(e.at));
                 p.put("host", e.host);
                 p.put("message_id", e.messageId);
                 before.add(p);
@@ -227,12 +215,13 @@ public final class RequestRecords {
         return r;
     }
 
-    /** The JSON object of an {@code errors} row as published on {@code <prefix>.alerts}: times
-     * as text, {@code preceding} as the list it holds. */
-    public static Map<String, Object> alert(Map<String, Object> row, Object preceding) {
+    /** The JSON object of an {@code errors} row (no revision yet) as published on
+     * {@code <prefix>.alerts}: times as text, {@code preceding} as the list its JSON text holds,
+     * written in as it is rather than parsed back. */
+    public static Map<String, Object> alert(Map<String, Object> row) {
         Map<String, Object> a = new LinkedHashMap<>(row);
-        a.put("at", iso((Long) row.get("at")));
-        a.put("preceding", preceding);
+        a.put("at", NovaTime.format((Long) row.get("at")));
+        a.put("preceding", new RawValue((String) row.get("preceding")));
         return a;
     }
 }
