@@ -151,9 +151,9 @@ def java_keyed(stream: Any) -> Any:
 def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, function: Any,
               leading: tuple[Any, ...], outputs: dict[str, Any], uid: str) -> Any:
     """The rows of *query* keyed by *key* (as :func:`keyed_with_clock` keys them, with their
-    event clock) through a keyed function of jvm/operators: *function* is its Java class,
-    built from *leading* arguments, the row types of its side *outputs* and the value's
-    column names; its static ``attach`` connects the keyed rows to the clock."""
+    event clock) through a keyed function of jvm/operators (a ``stacktide.flink.
+    KeyedCoreFunction``): *function* is its Java class, built from *leading* arguments, the row
+    types of its side *outputs* and the value's column names."""
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
 
@@ -166,8 +166,9 @@ def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, fu
     columns = gateway.new_array(gateway.jvm.String, len(names))
     for i, column in enumerate(names):
         columns[i] = column
-    j_out = function.attach(java_keyed(stream), event_clock(env, stream, name)._j_data_stream,
-                            function(*leading, tables, columns))
+    j_out = gateway.jvm.stacktide.flink.KeyedCoreFunction.attach(
+        java_keyed(stream), event_clock(env, stream, name)._j_data_stream,
+        function(*leading, tables, columns))
     return DataStream(j_out.uid(uid).name(uid))
 
 

@@ -1,0 +1,221 @@
+package stacktide.flink;
+
+import java.time.Instant;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
+
+import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.state.ValueState;
+import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.api.common.typeinfo.Types;
+import org.apache.flink.api.common.typeutils.TypeSerializer;
+import org.apache.flink.api.java.typeutils.RowTypeInfo;
+import org.apache.flink.metrics.Counter;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.apache.flink.streaming.api.TimerService;
+import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.KeyedStream;
+import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
+import org.apache.flink.streaming.api.functions.co.KeyedBroadcastProcessFunction;
+import org.apache.flink.types.Row;
+import org.apache.flink.util.Collector;
+import org.apache.flink.util.OutputTag;
+
+/**
+ * What the keyed jobs' JVM functions share with Flink, whatever their logic: the input rows
+ * ({@code Row(key, Row(text columns))}, as {@code jobs.keyed_source.rows_with_key} makes them)
+ * read by column name, the payload parsed once, one state object per key
+ * ({@link EncodedSerializer}), the broadcast {@link EventClock}, timers, the side outputs typed
+ * as the tables, and the {@code duplicates} metric. A subclass turns the columns into its
+ * event and hands event and timer to its core (the logic, testable without Flink).
+ *
+ * @param <E> the event a row becomes
+ * @param <S> the state kept per key
+ */
+public abstract class KeyedCoreFunction<E, S>
+        extends KeyedBroadcastProcessFunction<Row, Row, Row, String> {
+    private static final long serialVersionUID = 1L;
+
+    private final String stateName;
+    private final String[] wanted;  // the columns the subclass reads, the payload's last
+    private final Map<String, RowTypeInfo> tables;
+    private final String[] columns;  // of the input value: where each wanted column sits
+
+    private transient ValueState<S> kept;
+    private transient Map<String, OutputTag<Row>> tags;
+    private transient Counter duplicates;
+    private transient ObjectMapper json;
+    private transient long seen;
+    private transient int[] at;
+
+    /** {@code tables}: the row type of each side output; {@code columns}: the input value's
+     * column names; {@code wanted}: the columns {@link #observe} gets, in its order, the
+     * payload (JSON text, parsed here) last. */
+    protected KeyedCoreFunction(String stateName, String[] wanted,
+                                Map<String, TypeInformation<Row>> tables, String[] columns) {
+        this.stateName = stateName;
+        this.wanted = wanted.clone();
+        this.tables = new HashMap<>();
+        tables.forEach((name, type) -> this.tables.put(name, (RowTypeInfo) type));
+        this.columns = columns.clone();
+    }
+
+    /** {@code keyed} connected to the broadcast {@code clock}, processed by {@code function}
+     * (one call: the broadcast descriptors are varargs, awkward to pass from Python). */
+    public static SingleOutputStreamOperator<String> attach(KeyedStream<Row, Row> keyed,
+                                                            DataStream<Row> clock,
+                                                            KeyedCoreFunction<?, ?> function) {
+        return keyed.connect(clock.broadcast(EventClock.descriptor()))
+                .process(function, Types.STRING);
+    }
+
+    protected abstract TypeSerializer<S> serializer();
+
+    /** Builds the core (rules read with {@code json}) and the subclass's own metrics. */
+    protected abstract void setUp(ObjectMapper json) throws Exception;
+
+    /** The event of a row ({@code fields} in the order of {@code wanted}), null to skip it. */
+    protected abstract E observe(String[] fields, JsonNode payload);
+
+    /** The event's time in µs (the newest one read is this subtask's clock). */
+    protected abstract long timeOf(E event);
+
+    /** The core's answer to {@code event}: the state to store, or null to leave it as it is. */
+    protected abstract S process(S stored, E event, ReadOnlyContext ctx);
+
+    /** The core's answer to a timer: the state to store, or null to clear it. */
+    protected abstract S fire(S stored, long timestamp, OnTimerContext ctx);
+
+    @Override
+    public void open(OpenContext context) throws Exception {
+        json = new ObjectMapper();
+        kept = getRuntimeContext().getState(new ValueStateDescriptor<>(stateName, serializer()));
+        tags = new HashMap<>();
+        tables.forEach((name, type) -> tags.put(name, new OutputTag<>(name, type)));
+        duplicates = getRuntimeContext().getMetricGroup().counter("duplicates");
+        seen = Long.MIN_VALUE;
+        at = new int[wanted.length];
+        for (int k = 0; k < wanted.length; k++) {
+            at[k] = Arrays.asList(columns).indexOf(wanted[k]);
+            if (at[k] < 0) {
+                throw new IllegalArgumentException("the keyed rows carry no column " + wanted[k]);
+            }
+        }
+        setUp(json);
+    }
+
+    @Override
+    public void processElement(Row element, ReadOnlyContext ctx, Collector<String> out)
+            throws Exception {
+        Row r = (Row) element.getField(1);
+        String[] fields = new String[at.length];
+        for (int k = 0; k < at.length; k++) {
+            fields[k] = (String) r.getField(at[k]);
+        }
+        String payload = fields[fields.length - 1];
+        E event = observe(fields, payload == null ? null : json.readTree(payload));
+        if (event == null) {
+            return;
+        }
+        seen = Math.max(seen, timeOf(event));
+        S next = process(kept.value(), event, ctx);
+        if (next != null) {
+            kept.update(next);
+        }
+    }
+
+    @Override
+    public void processBroadcastElement(Row value, Context ctx, Collector<String> out)
+            throws Exception {
+        EventClock.advance(ctx.getBroadcastState(EventClock.descriptor()), value);
+    }
+
+    @Override
+    public void onTimer(long timestamp, OnTimerContext ctx, Collector<String> out)
+            throws Exception {
+        S stored = kept.value();
+        if (stored == null) {
+            return;
+        }
+        S next = fire(stored, timestamp, ctx);
+        if (next == null) {
+            kept.clear();
+        } else {
+            kept.update(next);
+        }
+    }
+
+    /** What a core's context asks of Flink, the same for every core: a subclass's context
+     * extends it with what its core alone asks. */
+    protected abstract class Driven {
+        private final ReadOnlyContext ctx;
+        private final TimerService timers;
+        private final Long clock;
+
+        protected Driven(ReadOnlyContext ctx) {
+            this.ctx = ctx;
+            this.timers = ctx.timerService();
+            try {
+                this.clock = EventClock.newest(ctx.getBroadcastState(EventClock.descriptor()));
+            } catch (Exception e) {
+                throw new IllegalStateException("the event clock's broadcast state", e);
+            }
+        }
+
+        public long watermarkMs() {
+            return timers.currentWatermark();
+        }
+
+        /** The newest event time of the input (µs): read by this subtask, or from before a
+         * restart (the broadcast clock); {@code Long.MIN_VALUE} before any. */
+        public long newest() {
+            return Math.max(seen, clock == null ? Long.MIN_VALUE : clock);
+        }
+
+        public void registerTimer(long ms) {
+            timers.registerEventTimeTimer(ms);
+        }
+
+        public void emit(String table, Map<String, Object> record) {
+            ctx.output(tags.get(table), row(tables.get(table), record));
+        }
+
+        /** A row of side output {@code name} as it is. */
+        protected void output(String name, Row row) {
+            ctx.output(tags.get(name), row);
+        }
+
+        public void duplicate() {
+            duplicates.inc();
+        }
+    }
+
+    /** A record as a row of its table: times (µs) as instants, numbers in the column's type. */
+    public static Row row(RowTypeInfo type, Map<String, Object> record) {
+        String[] names = type.getFieldNames();
+        Row row = new Row(names.length);
+        for (int k = 0; k < names.length; k++) {
+            Object v = record.get(names[k]);
+            TypeInformation<?> t = type.getTypeAt(k);
+            if (v == null) {
+                row.setField(k, null);
+            } else if (t.equals(Types.INSTANT)) {
+                long us = (Long) v;
+                row.setField(k, Instant.ofEpochSecond(Math.floorDiv(us, 1_000_000L),
+                        Math.floorMod(us, 1_000_000L) * 1000));
+            } else if (t.equals(Types.INT)) {
+                row.setField(k, ((Number) v).intValue());
+            } else if (t.equals(Types.LONG)) {
+                row.setField(k, ((Number) v).longValue());
+            } else if (t.equals(Types.DOUBLE)) {
+                row.setField(k, ((Number) v).doubleValue());
+            } else {
+                row.setField(k, v);
+            }
+        }
+        return row;
+    }
+}
