@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import multiprocessing
 import os
@@ -56,6 +57,10 @@ from stacktide.simulate.traffic import generate
 # A variant's settings of the configuration (jobs.<name>), not Flink's.
 OPERATORS = {"stacktide.instance_operator": "instance_operator",
              "stacktide.request_operator": "request_operator"}
+# Not Flink's either: "set.<module>.<NAME>" sets a module constant in the run's process, for
+# experiments on the instance job alone (e.g. set.jobs.keyed_source.SOURCE_FORMAT=json, to
+# compare Flink's JSON format with the keyed sources' own). Values are JSON when they parse.
+SET = "set."
 PYTHON = {"stacktide.instance_operator": "python", "stacktide.request_operator": "python"}
 VARIANTS: dict[str, dict[str, str]] = {
     # The keyed jobs' logic in Python workers (jobs.*_operator: python), PyFlink's process mode
@@ -247,12 +252,13 @@ def _jvm_keyed_here(base: Config, items: list[Envelope], empty: bool) -> float:
     return time.monotonic() - started
 
 
-def instance_job(base: Config, items: list[Envelope]) -> Run:
+def instance_job(base: Config, items: list[Envelope],
+                 options: Mapping[str, str] | None = None) -> Run:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_instance_job_here, (base, items))
+        return pool.apply(_instance_job_here, (base, items, dict(options or {})))
 
 
-def _instance_job_here(base: Config, items: list[Envelope]) -> Run:
+def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
     """A bounded run of the keyed instance job alone (the state and usage job: Kafka in, its
     four Iceberg tables out), its logic in the JVM (``jobs.instance_operator: jvm``), built
     as :func:`jobs.command.build_jobs` builds it, without the archive, request and samples
@@ -264,6 +270,15 @@ def _instance_job_here(base: Config, items: list[Envelope]) -> Run:
     from stacktide.local.operators import operator_jar
     from stacktide.schema import TABLES
 
+    options = dict(options)
+    for key in [k for k in options if k.startswith(SET)]:
+        module, _, name = key.removeprefix(SET).rpartition(".")
+        try:
+            value = json.loads(options[key])
+        except ValueError:
+            value = options[key]
+        setattr(importlib.import_module(module), name, value)
+        del options[key]
     config = fresh_namespace(base)
     config = dataclasses.replace(config, jobs=dataclasses.replace(
         config.jobs, instance_operator="jvm"))
@@ -274,7 +289,8 @@ def _instance_job_here(base: Config, items: list[Envelope]) -> Run:
     jars = ensure_jars(config)
     env, t_env = create_stream_env(
         config, JobJars((*pipeline_jars(config, jars), operator_jar(config)),
-                        tuple(jars["hadoop"])), job_name=f"bench-instance-{uuid.uuid4().hex[:6]}")
+                        tuple(jars["hadoop"])), job_name=f"bench-instance-{uuid.uuid4().hex[:6]}",
+        overrides=options)
     statements = t_env.create_statement_set()
     instance_state.build(t_env, statements, config, bounded=True, from_earliest=True)
     statements.attach_as_datastream()

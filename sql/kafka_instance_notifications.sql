@@ -9,6 +9,9 @@
 -- earliest offset (${startup_mode}): an instance's state is a function of its whole history.
 -- A partition silent for ${idle_timeout} stops holding the watermark back ('0 ms': never; what
 -- bounded runs use, see JobsConfig in stacktide/config.py).
+-- The format, ${format}, reads each envelope in one pass and hands on the payload as the
+-- JSON text it is on the topic (jvm/operators: stacktide.flink.EnvelopeFormatFactory); a
+-- missing field is null, a message that is not a JSON object fails the source.
 CREATE TEMPORARY TABLE ${table} (
   ${columns},
   `event_time` AS TO_TIMESTAMP(SUBSTRING(`generated` FROM 1 FOR 23), 'yyyy-MM-dd''T''HH:mm:ss.SSS'),
@@ -22,8 +25,5 @@ CREATE TEMPORARY TABLE ${table} (
   'scan.startup.mode' = ${startup_mode},
   'scan.bounded.mode' = ${bounded_mode},
   'scan.watermark.idle-timeout' = ${idle_timeout},
-  'format' = 'json',
-  'json.timestamp-format.standard' = 'ISO-8601',
-  'json.fail-on-missing-field' = 'false',
-  'json.ignore-parse-errors' = 'false'
+  'format' = ${format}
 )

@@ -1,4 +1,6 @@
-"""The project's own Flink classes (``jvm/operators/src``), compiled into one jar.
+"""The project's own Flink classes (``jvm/operators/src``), compiled into one jar with their
+resources (``jvm/operators/resources``: the service files through which Flink finds its
+table format).
 
 They are few and small, so they are built from source on first use rather than published:
 ``javac`` against the Flink jars PyFlink ships, for Java 11 (Flink 2's minimum), into
@@ -25,13 +27,19 @@ SOURCES = REPO_ROOT / "jvm" / "operators" / "src"
 
 
 def operator_jar(config: Config, sources: Path = SOURCES) -> Path:
-    """The jar of *sources*, built if it is not in the cache yet."""
+    """The jar of *sources* and of the resources beside them (``../resources``, if any),
+    built if it is not in the cache yet."""
     files = sorted(sources.rglob("*.java"))
     if not files:
         raise ServiceError(f"no Java sources under {sources}")
+    resources = sources.parent / "resources"
+    extras = sorted(p for p in resources.rglob("*") if p.is_file()) if resources.is_dir() else []
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.relative_to(sources).as_posix().encode() + b"\0" + path.read_bytes())
+    for path in extras:
+        digest.update(b"resource:" + path.relative_to(resources).as_posix().encode() + b"\0"
+                      + path.read_bytes())
     name = f"stacktide-operators-{digest.hexdigest()[:12]}.jar"
     target = config.local.cache_dir / "jars" / "operators" / name
     if target.is_file():
@@ -51,6 +59,8 @@ def operator_jar(config: Config, sources: Path = SOURCES) -> Path:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as jar:
             for path in sorted(classes.rglob("*.class")):
                 jar.write(path, path.relative_to(classes).as_posix())
+            for path in extras:
+                jar.write(path, path.relative_to(resources).as_posix())
         partial.replace(target)  # whole or not at all: a concurrent build writes the same
     log.info("built %s from %d sources", target, len(files))
     return target
@@ -62,7 +72,10 @@ def _flink_jars() -> list[Path]:
 
     root = Path(pyflink.__file__).parent
     jars = [*sorted((root / "lib").glob("flink-dist-*.jar")),
+            *sorted((root / "lib").glob("flink-table-api-java-uber-*.jar")),
+            *sorted((root / "lib").glob("flink-table-runtime-*.jar")),
             *sorted((root / "opt").glob("flink-python-*.jar"))]
-    if len(jars) != 2:
-        raise ServiceError(f"expected flink-dist and flink-python jars under {root}, found {jars}")
+    if len(jars) != 4:
+        raise ServiceError(f"expected flink-dist, flink-table-api-java-uber, flink-table-runtime "
+                           f"and flink-python jars under {root}, found {jars}")
     return jars

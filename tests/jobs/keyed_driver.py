@@ -20,11 +20,13 @@ from stacktide.schema import Envelope
 Ask = Callable[[list[dict[str, Any]]], list[Any]]
 
 
-def java_harness(tmp: Path, main: str, args: Iterable[str]) -> Ask:
-    """Compile tests/jvm/<main>.java against the operators' jar; the returned function runs it
-    once per call: a list of queries in (JSON lines on stdin), one answer per query out."""
+def java_harness(tmp: Path, main: str, args: Iterable[str], extra: Iterable[Path] = ()) -> Ask:
+    """Compile tests/jvm/<main>.java against the operators' jar (and the *extra* jars); the
+    returned function runs it once per call: a list of queries in (JSON lines on stdin), one
+    answer per query out."""
     config = config_from_mapping({"local": {"cache_dir": str(tmp / "cache")}}, "<test>", base=tmp)
-    classpath = ":".join(map(str, [tmp / "classes", operator_jar(config), *_flink_jars()]))
+    classpath = ":".join(map(str, [tmp / "classes", operator_jar(config), *_flink_jars(),
+                                   *extra]))
     subprocess.run(["javac", "--release", "11", "-nowarn", "-d", str(tmp / "classes"), "-cp",
                     classpath, str(REPO_ROOT / "tests" / "jvm" / f"{main}.java")],
                    check=True, capture_output=True, text=True)
