@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,20 @@ def java_harness(tmp: Path, main: str, args: Iterable[str], extra: Iterable[Path
         return answers
 
     return ask
+
+
+def corpus_envelopes(received: datetime) -> list[Envelope]:
+    """Every corpus notification as the bridge would put it on Kafka (cell "corpus")."""
+    from connectors.wire import parse
+    from stacktide.corpus import iter_samples
+
+    out = []
+    for s in iter_samples():
+        env = parse(s.body, cell="corpus", exchange=s.exchange, routing_key=s.routing_key,
+                    received=received)
+        if isinstance(env, Envelope):
+            out.append(env)
+    return out
 
 
 def instance_wire(env: Envelope) -> dict[str, Any]:

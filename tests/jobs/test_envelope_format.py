@@ -18,10 +18,8 @@ from typing import Any
 import pyflink
 import pytest
 
-from connectors.wire import parse
-from stacktide.corpus import iter_samples
 from stacktide.schema import Envelope
-from tests.jobs.keyed_driver import Ask, java_harness
+from tests.jobs.keyed_driver import Ask, corpus_envelopes, java_harness
 
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
 COLUMNS = [f.name for f in fields(Envelope)]
@@ -35,13 +33,7 @@ def jvm(tmp_path_factory: pytest.TempPathFactory) -> Ask:
 
 
 def corpus() -> list[Envelope]:
-    out = []
-    for s in iter_samples():
-        env = parse(s.body, cell="corpus", exchange=s.exchange, routing_key=s.routing_key,
-                    received=RECEIVED)
-        if isinstance(env, Envelope):
-            out.append(env)
-    return out
+    return corpus_envelopes(RECEIVED)
 
 
 def query(message: bytes | None, columns: list[str]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from connectors.wire import parse
 from jobs import requests as rq
 from jobs.request_state import OUTPUTS, RequestFunction, Timing
 from stacktide.corpus import iter_samples
@@ -28,7 +27,7 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from tests.helpers import envelopes
-from tests.jobs.keyed_driver import Ask, Driver, java_harness, plan
+from tests.jobs.keyed_driver import Ask, Driver, corpus_envelopes, java_harness, plan
 
 RULES = rq.load_rules()
 RECEIVED = datetime(2030, 1, 1, tzinfo=UTC)
@@ -99,13 +98,7 @@ def test_fnmatch_patterns_match_as_fnmatchcase(jvm: Ask) -> None:
 
 
 def corpus() -> list[Envelope]:
-    out = []
-    for s in iter_samples():
-        env = parse(s.body, cell="corpus", exchange=s.exchange, routing_key=s.routing_key,
-                    received=RECEIVED)
-        if isinstance(env, Envelope):
-            out.append(env)
-    return out
+    return corpus_envelopes(RECEIVED)
 
 
 def observed(env: Envelope) -> dict[str, Any]:
