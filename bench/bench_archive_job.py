@@ -22,6 +22,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from connectors.kafka_producer import produce, producer_settings
 from connectors.wire import Rejected, parse
 from jobs.command import run_jobs
 from stacktide import local
@@ -54,16 +55,11 @@ def envelopes() -> list[Envelope]:
 
 
 def fill(config: Config, templates: list[Envelope], n: int) -> None:
-    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
+    producer = Producer(producer_settings(config.kafka, "stacktide-bench"))  # as the bridge writes
     topic = config.kafka.topic("notifications")
     for i in range(n):
         env = dataclasses.replace(templates[i % len(templates)], message_id=str(uuid.uuid4()))
-        while True:
-            try:
-                producer.produce(topic, key=env.kafka_key(), value=env.to_json())
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce(producer, topic, env.kafka_key(), env.to_json(), lambda *_: None)
         if i % 10_000 == 0:
             producer.poll(0)
     producer.flush()

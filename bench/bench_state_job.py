@@ -41,6 +41,7 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from connectors.kafka_producer import produce, producer_settings
 from connectors.wire import parse
 from jobs import lifecycle as lc
 from jobs import usage
@@ -111,15 +112,11 @@ def traffic(instances: int, hours: int, seed: int = 3) -> list[Envelope]:
 
 
 def fill(config: Config, items: list[Envelope]) -> None:
-    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
+    """The topic as the bridge writes it (its producer settings: idempotent, lz4)."""
+    producer = Producer(producer_settings(config.kafka, "stacktide-bench"))
     topic = config.kafka.topic("notifications")
     for env in items:
-        while True:
-            try:
-                producer.produce(topic, key=env.kafka_key(), value=env.to_json())
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce(producer, topic, env.kafka_key(), env.to_json(), lambda *_: None)
     producer.flush()
 
 

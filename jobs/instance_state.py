@@ -24,6 +24,7 @@ across runs: a run starts them above every revision already in the tables
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,16 @@ OUTPUTS = ("instances", "instance_events", "instance_usage", "usage_audit")
 REVISED = ("instances", "instance_usage", "usage_audit")
 KEY = "CONCAT(COALESCE(`cell`, ''), '/', `instance_id`)"  # SQL over the query's columns
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LOG_FIRST_LATE, LOG_EVERY_LATE = 20, 1000  # late events logged one by one, then every 1000th
+log = logging.getLogger(__name__)
+
+
+def _instant(us: int) -> str:
+    """*us* as the JVM's ``Instant`` prints it in the same log line of the JVM function."""
+    try:
+        return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # the watermark before any: far outside datetime's years
+        return str(us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,7 @@ class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: igno
         self.tags = {name: OutputTag(name, row_type(TABLES[name])) for name in OUTPUTS}
         metrics = runtime_context.get_metrics_group()
         self.late, self.duplicates = metrics.counter("late_events"), metrics.counter("duplicates")
+        self.skipped = 0  # late events this subtask skipped (what the log lines count)
         self.open_clock()
 
     def process_element(self, r: Any, ctx: Any) -> Iterator[Any]:
@@ -127,10 +139,10 @@ class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: igno
         keep: Keep | None = self.keep.value()
         wm = max(ctx.timer_service().current_watermark() * MS, keep.watermark if keep else -lc.END)
         if keep is None and obs.at < wm - self.timing.lateness:
-            self.late.inc()  # too late for an instance this job no longer (or never) tracked
+            self.skip_late(obs, wm)  # too late for an instance this job no longer (or never) tracked
             return
         if keep is not None and lc.is_late(keep.state, obs):
-            self.late.inc()  # the state is left as it was (not even its clocks move)
+            self.skip_late(obs, wm)  # the state is left as it was (not even its clocks move)
             return
         keep = keep or Keep(lc.InstanceState(obs.cell, obs.instance_id), self.base)
         keep.watermark, keep.heard = wm, max(keep.heard, obs.at)
@@ -154,6 +166,16 @@ class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: igno
                     yield from self.advance(keep, wm)
         self.schedule(keep, ctx, flush_at=obs.at)
         self.keep.update(keep)
+
+    def skip_late(self, obs: lc.Observation, watermark: int) -> None:
+        """Count a late event, and log it (a bounded number of times): a skipped event is usage
+        nobody is billed for, and its time against the watermark's tells an operator why."""
+        self.late.inc()
+        self.skipped += 1
+        if self.skipped <= LOG_FIRST_LATE or self.skipped % LOG_EVERY_LATE == 0:
+            log.warning("late event skipped (%d so far): %s of instance %s/%s at %s, message %s; "
+                        "watermark %s", self.skipped, obs.event_type, obs.cell, obs.instance_id,
+                        _instant(obs.at), obs.message_id, _instant(watermark))
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
         keep: Keep | None = self.keep.value()

@@ -30,6 +30,8 @@ import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from connectors.bridge import connection_parameters
+from connectors.kafka_producer import produce as send
+from connectors.kafka_producer import producer_settings
 from connectors.wire import parse
 from jobs.lifecycle import load_rules, observe, to_us
 from stacktide.catalog import load_catalog
@@ -198,17 +200,16 @@ def envelopes(traffic: Traffic) -> list[Envelope]:
 
 
 def produce(config: Config, items: list[Envelope]) -> None:
-    """Write *items* to the notifications topic as the bridge would (key: instance uuid)."""
-    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers, "linger.ms": 20})
+    """Write *items* to the notifications topic as the bridge does: keyed by instance uuid,
+    with the bridge's producer settings. Those are idempotent: without that, a batch retried
+    (as the first writes to a topic just created can be) may land after later batches, and a
+    partition's first events then come hours behind its watermark, late."""
+    producer, failed = Producer(producer_settings(config.kafka, "stacktide-tests")), []
+    topic = config.kafka.topic("notifications")
     for env in items:
-        while True:
-            try:
-                producer.produce(config.kafka.topic("notifications"), key=env.kafka_key(),
-                                 value=env.to_json())
-                break
-            except BufferError:
-                producer.poll(0.1)
-    assert producer.flush(60) == 0
+        send(producer, topic, env.kafka_key(), env.to_json(),
+             lambda error, _: error is None or failed.append(error))
+    assert producer.flush(60) == 0 and not failed, failed[:3]
 
 
 def truth_usage(traffic: Traffic) -> Usage:
@@ -283,9 +284,8 @@ def small_cloud_through_the_jobs(config: Config, seed: int, child: Path | None =
                                "jobs", "run", "--bounded", "--fresh"], capture_output=True,
                               text=True, env=fresh_environment(), check=False, timeout=1800)
         assert done.returncode == 0, done.stderr[-3000:]
-    expected = truth_usage(traffic)
+    expected = check_usage(config, traffic, items)
     assert len({k[1] for k in expected}) >= 25
-    assert table_usage(config) == expected
     archive = load_catalog(config.iceberg).load_table(f"{config.iceberg.namespace}.notifications")
     ids = archive.scan(selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist()
     assert Counter(ids) == Counter({e.message_id for e in items})  # every one, once
@@ -357,26 +357,82 @@ def _unreferenced(table: Any, name: str, instances: set[str]) -> str:
             f"{len(holding)} of those hold the differing instances: {holding[:5]}")
 
 
-def usage_evidence(config: Config, usage: dict[Any, Any], truth: dict[Any, Any]) -> str:
+def out_of_order(config: Config, items: list[Envelope]) -> tuple[int, float]:
+    """How many records of the notifications topic stand after one sent later than them
+    (*items* in the order they were sent), and the most hours of event time such a record
+    lies behind the newest before it in its partition: what a producer that reorders on
+    retries does to a partition's watermark."""
+    sent: dict[str, list[int]] = {}
+    for i, env in enumerate(items):
+        sent.setdefault(env.message_id, []).append(i)
+    behind, worst = 0, 0.0
+    last: dict[int, int] = {}  # partition: the highest send index read in it so far
+    newest: dict[int, int] = {}  # partition: the newest event time read in it so far, µs
+    for record in read_topic(config, "notifications"):
+        ids = sent.get(json.loads(record.value)["message_id"])
+        if not ids:
+            continue  # not one of *items*
+        index = ids.pop(0)
+        at, p = to_us(items[index].generated) or 0, record.partition
+        if index < last.get(p, -1):
+            behind += 1
+            worst = max(worst, (newest[p] - at) / 3.6e9)
+        last[p], newest[p] = max(last.get(p, -1), index), max(newest.get(p, at), at)
+    return behind, worst
+
+
+def usage_evidence(config: Config, usage: dict[Any, Any], truth: dict[Any, Any],
+                   items: list[Envelope] | None = None, logs: tuple[Path, ...] = ()) -> str:
     """When a run's usage differs from the ground truth: which instances, the stored history
-    of the first one, and the warnings of the run's Flink logs, so that a failure seen once
-    (in CI, whose machine is gone afterwards) can still be read."""
-    bad = sorted({key[1] for key, _ in set(usage.items()) ^ set(truth.items())})
-    lines = [f"instances whose usage differs ({len(bad)}): {bad}"]
+    of the first one, the warnings of the run's Flink logs, and last a digest (the lines a CI
+    log's tail keeps) of what tells the causes apart: periods missing or wrong, events never
+    stored, late events the job logged skipping, records Kafka holds out of the order sent,
+    data files no commit references. *logs*: more log files to search for skipped events
+    (a Python operator's lines go to the output of the process that runs the job)."""
+    differ = set(usage.items()) ^ set(truth.items())
+    bad = sorted({key[1] for key, _ in differ})
+    lines = [f"{difference(usage, truth)}", f"instances whose usage differs ({len(bad)}): {bad}"]
+    digest = [f"usage differs for {len(bad)} instance(s), first {bad[0] if bad else None}: "
+              f"{len(set(truth) - set(usage))} periods missing, {len(set(usage) - set(truth))} "
+              f"extra, {sum(1 for k in set(usage) & set(truth) if usage[k] != truth[k])} wrong"]
     if bad:
         catalog = load_catalog(config.iceberg)
         history = catalog.load_table(
             f"{config.iceberg.namespace}.instance_events").scan().to_arrow().to_pylist()
+        mine = sorted((r for r in history if r.get("instance_id") == bad[0]), key=lambda r: r["at"])
         lines.append(f"stored instance_events of {bad[0]}:")
-        lines += [repr(r) for r in sorted((r for r in history if r.get("instance_id") == bad[0]),
-                                          key=lambda r: r["at"])]
-        for name in ("instance_events", "instance_usage", "instances"):
-            lines.append(_unreferenced(catalog.load_table(f"{config.iceberg.namespace}.{name}"),
-                                       name, set(bad)))
-    logs = config.local.state_dir / "flink" / "log"
-    for log_file in sorted(logs.glob("*.log")) if logs.is_dir() else ():
-        warned = [x for x in log_file.read_text(errors="replace").splitlines()
-                  if (" WARN " in x or " ERROR " in x) and "Name collision" not in x]
+        lines += [repr(r) for r in mine]
+        if items is not None:
+            want = state_events([e for e in items if e.instance_id == bad[0]])
+            digest.append(f"its instance_events stored {len({r['message_id'] for r in mine})} "
+                          f"of {len(want)}")
+        orphans = [_unreferenced(catalog.load_table(f"{config.iceberg.namespace}.{name}"),
+                                 name, set(bad)) for name in ("instance_events", "instance_usage",
+                                                               "instances")]
+        lines += orphans
+        digest.append(orphans[0][:150])
+    folder = config.local.state_dir / "flink" / "log"
+    skipped: dict[str, None] = {}  # what follows "late event skipped", once (a line may be in two)
+    for log_file in [*sorted(folder.glob("*.log") if folder.is_dir() else ()), *logs]:
+        text = log_file.read_text(errors="replace").splitlines()
+        warned = [x for x in text if (" WARN " in x or " ERROR " in x) and "Name collision" not in x]
         lines.append(f"{log_file.name}: {len(warned)} WARN/ERROR lines; the last 20:")
         lines += warned[-20:]
-    return "\n".join(lines)
+        skipped |= {x.split("late event skipped", 1)[1]: None for x in text
+                    if "late event skipped" in x and any(b in x for b in bad)}
+    digest.append(f"late events logged for them: {len(skipped)}"
+                  + (f"; first: {next(iter(skipped))[:160]}" if skipped else ""))
+    if items is not None:
+        behind, worst = out_of_order(config, items)
+        digest.append(f"topic records behind one sent after them: {behind} (up to {worst:.1f} h)")
+    return "\n".join([*lines, "digest:", *digest])
+
+
+def check_usage(config: Config, traffic: Traffic, items: list[Envelope] | None = None,
+                logs: tuple[Path, ...] = ()) -> Usage:
+    """The current usage rows equal the ground truth; else an error ending in the evidence's
+    digest (a dict comparison's diff would fill the end of a CI log instead)."""
+    usage, truth = table_usage(config), truth_usage(traffic)
+    if usage != truth:
+        raise AssertionError(usage_evidence(config, usage, truth, items, logs))
+    return usage

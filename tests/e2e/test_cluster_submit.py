@@ -38,14 +38,13 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from tests.helpers import (
+    check_usage,
     committed,
     envelopes,
     fresh_environment,
     produce,
     setup,
     state_events,
-    table_usage,
-    truth_usage,
     write_config,
 )
 
@@ -155,7 +154,7 @@ def test_submitted_job_upgraded_from_a_savepoint_keeps_every_row(
           f"stop-with-savepoint {stopping:.1f} s; v2 (parallelism 2) submit {resubmitted:.1f} s "
           f"+ to RUNNING {to_running_2:.1f} s, the other {rest} read in {catching_up:.1f} s "
           f"({rest / max(catching_up, 1e-3):.0f}/s)")
-    assert table_usage(config) == truth_usage(traffic)
+    check_usage(config, traffic, items)
     catalog, ns = load_catalog(config.iceberg), config.iceberg.namespace
     archived = Counter(catalog.load_table(f"{ns}.notifications").scan(
         selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist())

@@ -25,7 +25,7 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from tests.faults import ClusterJobs, compare, report, run_faults
-from tests.helpers import current_rows, envelopes, produce, setup, table_usage, truth_usage
+from tests.helpers import check_usage, current_rows, envelopes, produce, setup
 
 pytestmark = pytest.mark.stack
 
@@ -42,7 +42,7 @@ def test_five_faults_lose_and_repeat_nothing(stack: Config, fault_stack: Config,
     calm = setup(stack, "calm", settle_hours=4, state_dir=tmp_path / "calm")
     produce(calm, envelopes(traffic))
     assert run_jobs(calm, bounded=True, fresh=True)
-    assert table_usage(calm) == truth_usage(traffic)
+    check_usage(calm, traffic)
     undisturbed = current_rows(calm)
 
     hurt = setup(fault_stack, "faults", settle_hours=4, state_dir=tmp_path / "hurt")
@@ -65,5 +65,5 @@ def test_five_faults_lose_and_repeat_nothing(stack: Config, fault_stack: Config,
     assert all(r.running_s is not None for r in recoveries if "TaskManager" in r.fault)
     assert {part: d for part, d in diffs.items() if d.missing or d.unexpected or d.duplicated
             } == {}
-    assert table_usage(hurt) == truth_usage(traffic)
+    check_usage(hurt, traffic)
     assert len(undisturbed["archive"]) == len({m.message_id for _, m in traffic.messages})

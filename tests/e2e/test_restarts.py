@@ -34,6 +34,7 @@ from stacktide.simulate.cloud import Params
 from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import Traffic, generate
 from tests.helpers import (
+    check_usage,
     committed,
     current_rows,
     difference,
@@ -41,9 +42,6 @@ from tests.helpers import (
     fresh_environment,
     produce,
     setup,
-    table_usage,
-    truth_usage,
-    usage_evidence,
     wait_for,
     write_config,
 )
@@ -60,8 +58,7 @@ def undisturbed(stack: Config) -> tuple[Traffic, list[Envelope], dict[str, Any]]
     calm = setup(stack, "calm", settle_hours=4)
     produce(calm, items)
     assert run_jobs(calm, bounded=True, fresh=True)
-    usage, truth = table_usage(calm), truth_usage(traffic)
-    assert usage == truth, f"{difference(usage, truth)}\n{usage_evidence(calm, usage, truth)}"
+    check_usage(calm, traffic, items)
     return traffic, items, current_rows(calm)
 
 
@@ -103,7 +100,7 @@ def test_stopped_mid_stream_resumes_with_the_same_tables(
         assert point is not None and point.parent == stopped_savepoints(flink, JOB_NAME)
     assert run_jobs(hurt, bounded=True)  # resumes from that point
 
-    assert table_usage(hurt) == truth_usage(traffic)
+    check_usage(hurt, traffic, items)
     got = current_rows(hurt)
     for part in want:
         assert got[part] == want[part], (part, difference(got[part], want[part]))

@@ -39,14 +39,13 @@ from stacktide.simulate.delivery import Delivery
 from stacktide.simulate.traffic import generate
 from stacktide.upkeep import ancestry, last_flink_commit, local_path
 from tests.helpers import (
+    check_usage,
     committed,
     envelopes,
     fresh_environment,
     produce,
     setup,
     state_events,
-    table_usage,
-    truth_usage,
     wait_for,
     write_config,
 )
@@ -239,7 +238,7 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
     history = Counter(final["instance_events"].scan(
         selected_fields=("message_id",)).to_arrow().column("message_id").to_pylist())
     assert history == Counter(state_events(items))
-    assert table_usage(config) == truth_usage(traffic)
+    check_usage(config, traffic)
     gone = [p for paths in replaced.values() for p in paths]
     assert gone and not any(Path(local_path(p) or p).exists() for p in gone)
     print(f"second upkeep, while the jobs committed {during} notifications: live data files; "

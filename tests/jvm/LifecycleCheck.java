@@ -92,7 +92,7 @@ public final class LifecycleCheck {
                 rows.add(List.of(table, row));
             }
 
-            public void late() {
+            public void late(Observation obs, long watermark) {
                 counts[0]++;
             }
 

@@ -31,7 +31,9 @@ public final class InstanceCore {
 
         void emit(String table, Map<String, Object> row);
 
-        void late();
+        /** {@code obs} is skipped as late: {@code watermark} (µs) is past it by more than the
+         * allowed lateness, or the state no longer holds its time. */
+        void late(Observation obs, long watermark);
 
         void duplicate();
     }
@@ -75,11 +77,11 @@ public final class InstanceCore {
     public Keep process(Keep keep, Observation obs, Context ctx) {
         long wm = Math.max(us(ctx.watermarkMs()), keep != null ? keep.watermark : -END);
         if (keep == null && obs.at < wm - t.lateness) {
-            ctx.late();  // too late for an instance this job no longer (or never) tracked
+            ctx.late(obs, wm);  // too late for an instance this job no longer (or never) tracked
             return null;
         }
         if (keep != null && keep.state.isLate(obs)) {
-            ctx.late();
+            ctx.late(obs, wm);
             return null;
         }
         if (keep == null) {

@@ -1,5 +1,6 @@
 package stacktide.lifecycle;
 
+import java.time.Instant;
 import java.util.Map;
 
 import org.apache.flink.api.common.typeinfo.TypeInformation;
@@ -8,6 +9,8 @@ import org.apache.flink.metrics.Counter;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import stacktide.flink.KeyedCoreFunction;
 
@@ -19,6 +22,10 @@ import stacktide.flink.KeyedCoreFunction;
  */
 public final class InstanceFunction extends KeyedCoreFunction<Observation, Keep> {
     private static final long serialVersionUID = 1L;
+    private static final Logger LOG = LoggerFactory.getLogger(InstanceFunction.class);
+    /** Late events logged one by one per subtask; after that every {@code LOG_EVERY}th. */
+    private static final long LOG_FIRST = 20;
+    private static final long LOG_EVERY = 1000;
     private static final String[] WANTED = {"message_id", "cell", "event_type", "generated",
         "request_id", "instance_id", "format", "payload"};
 
@@ -75,9 +82,22 @@ public final class InstanceFunction extends KeyedCoreFunction<Observation, Keep>
             super(ctx);
         }
 
+        /** Counted, and logged (a bounded number of times): a skipped event is usage nobody
+         * is billed for, and its time against the watermark's tells an operator why. */
         @Override
-        public void late() {
+        public void late(Observation obs, long watermark) {
             late.inc();
+            long n = late.getCount();
+            if (n <= LOG_FIRST || n % LOG_EVERY == 0) {
+                LOG.warn("late event skipped ({} so far): {} of instance {}/{} at {}, message {};"
+                        + " watermark {}", n, obs.eventType, obs.cell, obs.instanceId,
+                        time(obs.at), obs.messageId, time(watermark));
+            }
         }
+    }
+
+    private static String time(long us) {
+        return Instant.ofEpochSecond(Math.floorDiv(us, 1_000_000L),
+                Math.floorMod(us, 1_000_000L) * 1000).toString();
     }
 }
