@@ -37,7 +37,7 @@ from jobs.audit import AuditResult, Mismatch, missing_exists, periodic, verify
 from jobs.keyed_source import MAX_WATERMARK, MS, EventClock, ceil_ms, digest, row_type, table_row
 from jobs.sqlfile import Ident, Literal, Raw, render
 from stacktide.config import Config
-from stacktide.schema import TABLES, Envelope
+from stacktide.schema import TABLES, Envelope, format_time
 
 if TYPE_CHECKING:
     from pyflink.datastream import KeyedBroadcastProcessFunction
@@ -57,9 +57,9 @@ log = logging.getLogger(__name__)
 
 
 def _instant(us: int) -> str:
-    """*us* as the JVM's ``Instant`` prints it in the same log line of the JVM function."""
+    """*us* in the topic's time form, for a log line."""
     try:
-        return (_EPOCH + timedelta(microseconds=us)).isoformat().replace("+00:00", "Z")
+        return format_time(_EPOCH + timedelta(microseconds=us))
     except OverflowError:  # the watermark before any: far outside datetime's years
         return str(us)
 
@@ -127,7 +127,9 @@ class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: igno
         self.tags = {name: OutputTag(name, row_type(TABLES[name])) for name in OUTPUTS}
         metrics = runtime_context.get_metrics_group()
         self.late, self.duplicates = metrics.counter("late_events"), metrics.counter("duplicates")
-        self.skipped = 0  # late events this subtask skipped (what the log lines count)
+        # Late events this subtask skipped, what the log lines count: kept here, not read
+        # back from the counter, whose get_count goes through Beam's current metrics container.
+        self.skipped = 0
         self.open_clock()
 
     def process_element(self, r: Any, ctx: Any) -> Iterator[Any]:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -163,6 +167,29 @@ def committed(config: Config) -> int:
     if not catalog.table_exists(ident):
         return 0
     return int(catalog.load_table(ident).scan(selected_fields=("message_id",)).to_arrow().num_rows)
+
+
+@contextmanager
+def jobs_running(config_file: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``stacktide jobs run`` (streaming) of *config_file* as a child process, as an operator
+    starts it, its output appended to *log*; at the end, if it still runs, killed with its JVM
+    and Python workers."""
+    with log.open("ab") as out:
+        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config", str(config_file),
+                                "jobs", "run"], start_new_session=True, stdout=out,
+                               stderr=subprocess.STDOUT, env=fresh_environment())
+    try:
+        yield job
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
+def stop_jobs(job: subprocess.Popen[bytes], log: Path, seconds: float = 180) -> None:
+    """SIGTERM to a :func:`jobs_running` child: it stops the job with a savepoint and exits 0."""
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=seconds) == 0, log.read_text()[-3000:]
 
 
 def wait_for(condition: Any, job: subprocess.Popen[bytes], log: Path, seconds: float) -> None:

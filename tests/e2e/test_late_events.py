@@ -13,10 +13,6 @@ skipped events and the records Kafka holds out of the order they were sent in.
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,10 +27,11 @@ from stacktide.simulate.traffic import generate
 from tests.helpers import (
     check_usage,
     envelopes,
-    fresh_environment,
+    jobs_running,
     produce,
     setup,
     state_events,
+    stop_jobs,
     wait_for,
     write_config,
 )
@@ -61,22 +58,12 @@ def test_events_behind_the_watermark_are_skipped_logged_and_named(stack: Config,
         config.jobs, instance_operator=operator))
     produce(config, [e for e in items if e.instance_id != victim])
     log = tmp_path / "jobs.log"
-    with log.open("wb") as out:
-        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config",
-                                str(write_config(config, tmp_path / "late.yaml")), "jobs", "run"],
-                               start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
-                               env=fresh_environment())
-    try:
+    with jobs_running(write_config(config, tmp_path / "late.yaml"), log) as job:
         wait_for(lambda: newest_period(config) >= start + 30 * HOUR, job, log, 300)
         produce(config, theirs)
         ends = end_offsets(config)
         wait_for(lambda: caught_up(config, ends), job, log, 300)
-        job.send_signal(signal.SIGTERM)  # stop with a savepoint
-        assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
+        stop_jobs(job, log)
     assert run_jobs(config, bounded=True)  # resumes from the savepoint and ends the usage
 
     with pytest.raises(AssertionError) as failed:

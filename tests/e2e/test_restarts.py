@@ -17,10 +17,6 @@ table the keyed jobs write, their history and the archive equal the undisturbed 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +35,10 @@ from tests.helpers import (
     current_rows,
     difference,
     envelopes,
-    fresh_environment,
+    jobs_running,
     produce,
     setup,
+    stop_jobs,
     wait_for,
     write_config,
 )
@@ -72,24 +69,14 @@ def test_stopped_mid_stream_resumes_with_the_same_tables(
     cut = len(items) * 3 // 5
     produce(hurt, items[:cut])
     log = tmp_path / "jobs.log"
-    with log.open("wb") as out:
-        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config",
-                                str(write_config(hurt, tmp_path / "hurt.yaml")), "jobs", "run"],
-                               start_new_session=True, stdout=out, stderr=subprocess.STDOUT,
-                               env=fresh_environment())
-    try:
+    with jobs_running(write_config(hurt, tmp_path / "hurt.yaml"), log) as job:
         first = len({e.message_id for e in items[:cut]})
         wait_for(lambda: committed(hurt) >= first, job, log, 300)  # through the first part
         produce(hurt, items[cut:])
         if stop == "SIGTERM":
             ends = end_offsets(hurt)
             wait_for(lambda: caught_up(hurt, ends), job, log, 300)  # read it all
-            job.send_signal(signal.SIGTERM)  # the client alone: it stops the job itself
-            assert job.wait(timeout=120) == 0, log.read_text()[-3000:]
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)  # the Python client, its JVM, its workers
-        job.wait()
+            stop_jobs(job, log, 120)  # the client alone: it stops the job itself
     text = log.read_text()
     if stop == "SIGKILL":
         assert committed(hurt) < len({e.message_id for e in items}), text[-3000:]  # mid-stream

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -43,9 +42,11 @@ from tests.helpers import (
     committed,
     envelopes,
     fresh_environment,
+    jobs_running,
     produce,
     setup,
     state_events,
+    stop_jobs,
     wait_for,
     write_config,
 )
@@ -124,11 +125,7 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
 
     # Many commits: a streaming run reads the parts one after the other.
     log = tmp_path / "jobs.log"
-    with log.open("wb") as out:
-        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config", str(conf),
-                                "jobs", "run"], start_new_session=True, stdout=out,
-                               stderr=subprocess.STDOUT, env=fresh_environment())
-    try:
+    with jobs_running(conf, log) as job:
         sent: set[str] = set()
         for part in parts:
             produce(config, part)
@@ -136,12 +133,7 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
             wait_for(functools.partial(archived, config, len(sent)), job, log, 300)
         ends = end_offsets(config)
         wait_for(lambda: caught_up(config, ends), job, log, 300)
-        job.send_signal(signal.SIGTERM)  # stops with a savepoint the next run resumes from
-        assert job.wait(timeout=180) == 0, log.read_text()[-3000:]
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
+        stop_jobs(job, log)  # stops with a savepoint the next run resumes from
 
     before = tables(config)
     want = rows(config)
@@ -198,11 +190,7 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
     replaced = {name: small[name] - live_files(t) for name, t in after.items()}
     half = len(rest) // 2
     chunks = [rest[i:i + 10] for i in range(half, len(rest), 10)]
-    with log.open("ab") as out:
-        job = subprocess.Popen([sys.executable, "-m", "stacktide.cli", "--config", str(conf),
-                                "jobs", "run"], start_new_session=True, stdout=out,
-                               stderr=subprocess.STDOUT, env=fresh_environment())
-    try:
+    with jobs_running(conf, log) as job:
         produce(config, rest[:half])
         streamed = {e.message_id for e in items[:STREAMED_PARTS * size + half]}
         wait_for(functools.partial(archived, config, len(streamed)), job, log, 300)
@@ -220,12 +208,7 @@ def test_upkeep_compacts_expires_and_cleans_while_the_jobs_keep_their_commit(
                   for t in json.loads((tmp_path / "upkeep.out").read_text())["tables"]}
         ends = end_offsets(config)
         wait_for(lambda: caught_up(config, ends), job, log, 300)
-        job.send_signal(signal.SIGTERM)
-        assert job.wait(timeout=180) == 0, log.read_text()[-3000:]
-    finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
+        stop_jobs(job, log)
     assert during > 0  # the jobs committed while the upkeep ran
     assert all(t["error"] is None for t in second.values()), second
     assert second["notifications"]["expiry"]["snapshots_expired"] > 0
