@@ -62,6 +62,9 @@ OPERATORS = {"stacktide.instance_operator": "instance_operator",
 # experiments on the instance job alone (e.g. set.jobs.keyed_source.SOURCE_FORMAT=json, to
 # compare Flink's JSON format with the keyed sources' own). Values are JSON when they parse.
 SET = "set."
+# Not Flink's: the Java sources of the operators to build and run instead of jvm/operators',
+# to compare a change of them with what it changes, side by side.
+OPERATOR_SOURCES = "bench.operator-sources"
 PYTHON = {"stacktide.instance_operator": "python", "stacktide.request_operator": "python"}
 VARIANTS: dict[str, dict[str, str]] = {
     # The keyed jobs' logic in Python workers (jobs.*_operator: python), PyFlink's process mode
@@ -261,13 +264,14 @@ def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str
     as :func:`jobs.command.build_jobs` builds it, without the archive, request and samples
     jobs that share the jobs' Flink job and its cores."""
     from jobs import instance_state
-    from jobs.environment import JobJars, create_stream_env
+    from jobs.environment import JobJars, create_stream_env, submit
     from stacktide.catalog import ensure_table, load_catalog
     from stacktide.local.jars import ensure_jars, pipeline_jars
     from stacktide.local.operators import operator_jar
     from stacktide.schema import TABLES
 
     options = dict(options)
+    sources = options.pop(OPERATOR_SOURCES, None)
     for key in [k for k in options if k.startswith(SET)]:
         module, _, name = key.removeprefix(SET).rpartition(".")
         try:
@@ -285,14 +289,15 @@ def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str
         ensure_table(catalog, config.iceberg, TABLES[name])
     jars = ensure_jars(config)
     env, t_env = create_stream_env(
-        config, JobJars((*pipeline_jars(config, jars), operator_jar(config)),
+        config, JobJars((*pipeline_jars(config, jars),
+                         operator_jar(config, *([Path(sources)] if sources else []))),
                         tuple(jars["hadoop"])), job_name=f"bench-instance-{uuid.uuid4().hex[:6]}",
         overrides=options)
     statements = t_env.create_statement_set()
     instance_state.build(t_env, statements, config, bounded=True, from_earliest=True)
     statements.attach_as_datastream()
     jvm0, started = jvm_cpu(), time.monotonic()
-    env.execute(f"bench-instance-{uuid.uuid4().hex[:6]}")
+    submit(env, f"bench-instance-{uuid.uuid4().hex[:6]}").get_job_execution_result().result()
     return Run(time.monotonic() - started, jvm_cpu() - jvm0, 0.0)
 
 
@@ -361,6 +366,10 @@ def main() -> None:
                              "timers and rows without its logic)")
     parser.add_argument("--instance-job", action="store_true",
                         help="also the keyed instance job alone, its logic in the JVM")
+    parser.add_argument("--instance-variants", type=json.loads, default={},
+                        help="with --instance-job: a JSON object of named option sets, each "
+                             "run as the instance job alone beside the default (Flink options, "
+                             f"{SET}<module>.<NAME>, {OPERATOR_SOURCES})")
     parser.add_argument("--checkpoint-s", type=float, default=10.0,
                         help="the jobs' checkpoint interval: a bounded run ends at a checkpoint, "
                              "so each run's time is rounded up by up to this much")
@@ -388,14 +397,19 @@ def main() -> None:
             sql: tuple[list[float], list[float]] = ([], [])
             probe: tuple[list[float], list[float]] = ([], [])
             floor: tuple[list[float], list[float]] = ([], [])
-            alone: tuple[list[Run], list[Run]] = ([], [])
+            alone_variants = {"instance job alone, JVM operator": {}, **{
+                f"instance job alone, {name}": dict(opts)
+                for name, opts in args.instance_variants.items()}}
+            alone: dict[str, tuple[list[Run], list[Run]]] = {
+                name: ([], []) for name in alone_variants}
             for _ in range(args.repeat):  # variants interleaved: the machine's noise hits all
                 for name in chosen:
                     results[name][0].append(timed(config, tiny, VARIANTS[name]))
                     results[name][1].append(timed(config, items, VARIANTS[name]))
                 if args.instance_job:
-                    alone[0].append(instance_job(config, tiny))
-                    alone[1].append(instance_job(config, items))
+                    for name, opts in alone_variants.items():
+                        alone[name][0].append(instance_job(config, tiny, opts))
+                        alone[name][1].append(instance_job(config, items, opts))
                 sql[0].append(sql_only(config, tiny))
                 sql[1].append(sql_only(config, items * SQL_COPIES))
                 if args.jvm:
@@ -411,7 +425,7 @@ def main() -> None:
     print(f"{'variant':<32} {'fixed s':>8} {'full s':>8} {'notif/s':>9} {'JVM cpu s':>10} "
           f"{'Python cpu s':>13}")
     if args.instance_job:
-        results["instance job alone, JVM operator"] = alone
+        results.update(alone)
     for name, (fixed, full) in results.items():
         f = statistics.median(r.wall for r in fixed)
         t = statistics.median(r.wall for r in full)

@@ -215,10 +215,35 @@ def stream_graph(env: StreamExecutionEnvironment, job_name: str) -> Any:
     jvm.org.apache.flink.python.chain.PythonOperatorChainingOptimizer.apply(j_env)
     config_util.setPartitionCustomOperatorNumPartitions(get_field_value(j_env, "transformations"))
     jvm.stacktide.flink.CheckpointedTimersTranslator.register()
+    unchained = never_chained(get_field_value(j_env, "transformations"))
     graph = j_env.getStreamGraph(True)
     graph.setJobName(job_name)
+    for node in iterate(graph.getStreamNodes()):
+        if int(node.getId()) in unchained:
+            node.getOperatorFactory().setChainingStrategy(
+                jvm.org.apache.flink.streaming.api.operators.ChainingStrategy.NEVER)
     name_iceberg_sinks(graph)
     return graph
+
+
+def never_chained(transformations: Any) -> set[int]:
+    """Ids of the transformations (*transformations* and all they read) that were told never
+    to chain (``disableChaining``). Flink's translator of keyed broadcast transformations builds
+    their operator without the transformation's chaining strategy, so a keyed function's
+    ``disableChaining`` is lost on the way to the stream graph; :func:`stream_graph` puts it
+    back on the stream nodes of these ids (a transformation's id is its node's)."""
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    never = jvm.org.apache.flink.streaming.api.operators.ChainingStrategy.NEVER
+    broadcast = jvm.java.lang.Class.forName(
+        "org.apache.flink.streaming.api.transformations.AbstractBroadcastStateTransformation")
+    found: set[int] = set()
+    for sink in iterate(transformations):
+        for t in iterate(sink.getTransitivePredecessors()):
+            if broadcast.isInstance(t) and t.getChainingStrategy().equals(never):
+                found.add(int(t.getId()))
+    return found
 
 
 # The operators Iceberg's FlinkSink appends after a table's rows, in order: the writer (data

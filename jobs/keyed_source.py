@@ -67,7 +67,9 @@ def table_row(row: Any, name: str, record: dict[str, Any]) -> Any:
 SOURCE_FORMAT = "envelope-json"
 # A JVM keyed function's outputs (the rows it emits to its Iceberg tables) run in threads of
 # their own rather than chained to it: the keyed function is the jobs' busiest operator, and the
-# conversion and Parquet writing of its rows then use the other core.
+# conversion and Parquet writing of its rows then use the other core. (Flink drops a keyed
+# broadcast function's disableChaining on the way to the stream graph; jobs.environment.
+# stream_graph puts it back.)
 CHAIN_OUTPUTS = False
 CLOCK_KEY = "newest"
 # The event time of a keyed row (sql/keyed_rows.sql), from its `generated` text.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,50 @@ def test_a_simulated_cloud_folds_to_the_same_state_and_usage(jvm: Any, fmt: str)
         assert got.keys() == want.keys()
         for iid, expected in want.items():
             assert got[iid] == expected, iid
+
+
+# Payload texts the JVM reads in one streaming pass (stacktide.lifecycle.PayloadLeaves): each
+# with what the parsed payload gives Python. Keys repeated (the last counts, also when the
+# first held the path deeper), values of every JSON kind on a path, empties before a later
+# path's value, a versioned payload's data object missing, not an object, or repeated.
+LEGACY_TEXTS = [
+    '{"state": "active", "old_state": "building", "state": "stopped"}',
+    '{"image_meta": {"os_distro": "x"}, "image_meta": "flat", "os_type": 7, "state": true}',
+    '{"image_meta": {"org.openstack__1__architecture": "", "architecture": "arm"},'
+    ' "architecture": "x86_64", "launched_at": 1234, "deleted_at": "", "terminated_at": null}',
+    '{"vcpus": 1.5, "memory_mb": -0, "root_gb": [1], "ephemeral_gb": {"a": 1}, "tenant_id": false,'
+    ' "instance_type_id": 123456789012345678901234567890, "audit_period_beginning": "2014-10-14"}',
+    '{"state": "active", "x": {"state": "deep", "y": [{"state": 1}]}, "launched_at": "\\u0032"}',
+    '{"launched_at": "2014-10-14 10:06:41.006133", "state": "\\u00e9t\\u00e9", "": {"": 1}}',
+    '{}', '[]', '"text"', '7', 'null',
+]
+VERSIONED_TEXTS = [
+    '{"nova_object.data": {"state": "active", "flavor": {"nova_object.data": {"vcpus": 2}}}}',
+    '{"state": "outside", "nova_object.data": null}',
+    '{"state": "outside", "nova_object.data": "text"}',
+    '{"state": "outside"}',
+    '{"nova_object.data": {"state": "first"}, "nova_object.data": {"task_state": "second"}}',
+    '{"nova_object.data": {"state_update": {"nova_object.data": {"old_state": "building"}},'
+    ' "state_update": {"other": 1}, "tenant_id": "t"}}',
+    '{"nova_object.data": {"audit_period": {"nova_object.data": {"audit_period_ending":'
+    ' "2014-10-14T11:00:00Z"}}, "launched_at": "not a time", "host": ""}}',
+]
+
+
+def test_payload_texts_are_read_as_the_parsed_payload(jvm: Any) -> None:
+    samples = [env for s in iter_samples(envelope="2.0")
+               if isinstance(env := _parse(s.body, s.exchange, s.routing_key), Envelope)
+               and env.instance_id and RULES.effect(env.event_type) is not None]
+    legacy = next(e for e in samples if e.format == "legacy" and e.event_type.endswith("exists"))
+    update = next(e for e in samples if e.format == "legacy" and e.event_type.endswith("update"))
+    versioned = next(e for e in samples if e.format == "versioned")
+    cases = [(base, text) for base in (legacy, update) for text in LEGACY_TEXTS]
+    cases += [(versioned, text) for text in VERSIONED_TEXTS]
+    answers = jvm([{"envelope": {**wire(env), "payload_text": text}} for env, text in cases])
+    for (env, text), got in zip(cases, answers, strict=True):
+        expected = observation(lc.observe(replace(env, payload=json.loads(text)), RULES))
+        assert got == expected, (env.event_type, text)
+    assert sum(a is not None and bool(a["values"]) for a in answers) >= 15
 
 
 def test_times_and_message_keys_are_read_alike(jvm: Any) -> None:

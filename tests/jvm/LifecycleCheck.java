@@ -1,4 +1,5 @@
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -60,7 +61,7 @@ public final class LifecycleCheck {
     }
 
     /** Keyed state in a map, timers in (ms, key) order, fired as the watermark passes them. */
-    private static Map<String, Object> drive(Rules rules, JsonNode q) {
+    private static Map<String, Object> drive(Rules rules, JsonNode q) throws IOException {
         JsonNode t = q.get("timing");
         InstanceCore core = new InstanceCore(new InstanceCore.Timing(t.get(0).asLong(),
                 t.get(1).asLong(), t.get(2).asLong(), t.get(3).asLong(), t.get(4).asLong(),
@@ -147,10 +148,15 @@ public final class LifecycleCheck {
         return out;
     }
 
-    private static Observation observe(Rules rules, JsonNode e) {
+    /** The payload as the job reads it, JSON text: {@code payload_text} as given, else
+     * {@code payload} written out. */
+    private static Observation observe(Rules rules, JsonNode e) throws IOException {
+        JsonNode payload = e.get("payload");
+        String text = e.has("payload_text") ? text(e, "payload_text")
+                : payload == null || payload.isNull() ? null : JSON.writeValueAsString(payload);
         return Observation.observe(rules, text(e, "cell"), text(e, "instance_id"),
                 text(e, "message_id"), text(e, "event_type"), text(e, "generated"),
-                text(e, "format"), text(e, "request_id"), e.get("payload"));
+                text(e, "format"), text(e, "request_id"), text);
     }
 
     private static String text(JsonNode e, String name) {
@@ -175,7 +181,7 @@ public final class LifecycleCheck {
         return m;
     }
 
-    private static Map<String, Object> fold(Rules rules, JsonNode q) {
+    private static Map<String, Object> fold(Rules rules, JsonNode q) throws IOException {
         Map<String, InstanceState> states = new LinkedHashMap<>();
         for (JsonNode e : q.get("fold")) {
             Observation o = observe(rules, e);

@@ -1,5 +1,6 @@
 package stacktide.flink;
 
+import java.io.IOException;
 import java.time.Instant;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -27,7 +28,7 @@ import org.apache.flink.util.OutputTag;
 /**
  * What the keyed jobs' JVM functions share with Flink, whatever their logic: the input rows
  * ({@code Row(key, Row(text columns))}, as {@code jobs.keyed_source.rows_with_key} makes them)
- * read by column name, the payload parsed once, one state object per key
+ * read by column name, one state object per key
  * ({@link EncodedSerializer}), the broadcast {@link EventClock}, timers, the side outputs typed
  * as the tables, and the {@code duplicates} metric. A subclass turns the columns into its
  * event and hands event and timer to its core (the logic, testable without Flink).
@@ -40,7 +41,7 @@ public abstract class KeyedCoreFunction<E, S>
     private static final long serialVersionUID = 1L;
 
     private final String stateName;
-    private final String[] wanted;  // the columns the subclass reads, the payload's last
+    private final String[] wanted;  // the columns the subclass reads
     private final Map<String, RowTypeInfo> tables;
     private final String[] columns;  // of the input value: where each wanted column sits
 
@@ -52,8 +53,7 @@ public abstract class KeyedCoreFunction<E, S>
     private transient int[] at;
 
     /** {@code tables}: the row type of each side output; {@code columns}: the input value's
-     * column names; {@code wanted}: the columns {@link #observe} gets, in its order, the
-     * payload (JSON text, parsed here) last. */
+     * column names; {@code wanted}: the columns {@link #observe} gets, in its order. */
     protected KeyedCoreFunction(String stateName, String[] wanted,
                                 Map<String, TypeInformation<Row>> tables, String[] columns) {
         this.stateName = stateName;
@@ -78,7 +78,13 @@ public abstract class KeyedCoreFunction<E, S>
     protected abstract void setUp(ObjectMapper json) throws Exception;
 
     /** The event of a row ({@code fields} in the order of {@code wanted}), null to skip it. */
-    protected abstract E observe(String[] fields, JsonNode payload);
+    protected abstract E observe(String[] fields) throws IOException;
+
+    /** The JSON {@code text} parsed into a tree (null stays null), for a subclass that reads
+     * more of a payload than a few paths. */
+    protected JsonNode tree(String text) throws IOException {
+        return text == null ? null : json.readTree(text);
+    }
 
     /** The event's time in µs (the newest one read is this subtask's clock). */
     protected abstract long timeOf(E event);
@@ -115,8 +121,7 @@ public abstract class KeyedCoreFunction<E, S>
         for (int k = 0; k < at.length; k++) {
             fields[k] = (String) r.getField(at[k]);
         }
-        String payload = fields[fields.length - 1];
-        E event = observe(fields, payload == null ? null : json.readTree(payload));
+        E event = observe(fields);
         if (event == null) {
             return;
         }
@@ -153,16 +158,10 @@ public abstract class KeyedCoreFunction<E, S>
     protected abstract class Driven {
         private final ReadOnlyContext ctx;
         private final TimerService timers;
-        private final Long clock;
 
         protected Driven(ReadOnlyContext ctx) {
             this.ctx = ctx;
             this.timers = ctx.timerService();
-            try {
-                this.clock = EventClock.newest(ctx.getBroadcastState(EventClock.descriptor()));
-            } catch (Exception e) {
-                throw new IllegalStateException("the event clock's broadcast state", e);
-            }
         }
 
         public long watermarkMs() {
@@ -172,6 +171,12 @@ public abstract class KeyedCoreFunction<E, S>
         /** The newest event time of the input (µs): read by this subtask, or from before a
          * restart (the broadcast clock); {@code Long.MIN_VALUE} before any. */
         public long newest() {
+            Long clock;
+            try {  // read when asked (at the end of a bounded input), not for every element
+                clock = EventClock.newest(ctx.getBroadcastState(EventClock.descriptor()));
+            } catch (Exception e) {
+                throw new IllegalStateException("the event clock's broadcast state", e);
+            }
             return Math.max(seen, clock == null ? Long.MIN_VALUE : clock);
         }
 

@@ -1,12 +1,12 @@
 package stacktide.lifecycle;
 
+import java.io.IOException;
 import java.time.Instant;
 import java.util.Map;
 
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.metrics.Counter;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
 import org.slf4j.Logger;
@@ -57,9 +57,8 @@ public final class InstanceFunction extends KeyedCoreFunction<Observation, Keep>
     }
 
     @Override
-    protected Observation observe(String[] f, JsonNode payload) {
-        return Observation.observe(core.rules(), f[1], f[5], f[0], f[2], f[3], f[6], f[4],
-                payload);
+    protected Observation observe(String[] f) throws IOException {
+        return Observation.observe(core.rules(), f[1], f[5], f[0], f[2], f[3], f[6], f[4], f[7]);
     }
 
     @Override

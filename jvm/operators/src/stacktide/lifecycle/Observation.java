@@ -1,16 +1,15 @@
 package stacktide.lifecycle;
 
-import java.util.HashMap;
+import java.io.IOException;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
-
 /**
  * What one notification says about one instance ({@code jobs.lifecycle.Observation}): the
- * leaves its event type sets, read from the payload where the rules say they sit. A leaf
+ * leaves its event type sets, read from the payload where the rules say they sit
+ * ({@link PayloadLeaves}). A leaf
  * present but empty maps to null; one absent is not in {@link #values}.
  */
 public final class Observation {
@@ -55,70 +54,29 @@ public final class Observation {
         this.requestId = requestId;
     }
 
-    /** The observation of one envelope; null when it is about no instance or matches no rule. */
+    /** The observation of one envelope ({@code payload}: its JSON text); null when it is about
+     * no instance, matches no rule, or its payload is not a JSON object. */
     public static Observation observe(Rules rules, String cell, String instanceId, String messageId,
                                       String eventType, String generated, String format,
-                                      String requestId, JsonNode payload) {
+                                      String requestId, String payload) throws IOException {
         Rules.Effect effect = rules.effect(eventType);
-        if (effect == null || instanceId == null || instanceId.isEmpty() || payload == null
-                || !payload.isObject()) {
+        if (effect == null || instanceId == null || instanceId.isEmpty() || payload == null) {
             return null;
         }
-        JsonNode root = payload;
-        if ("versioned".equals(format) && payload.has("nova_object.data")) {
-            root = payload.get("nova_object.data");
-        }
-        Map<String, String[][]> paths = rules.paths(format);
-        Set<String> leaves = new HashSet<>(effect.sets);
-        leaves.addAll(effect.audit ? AUDIT_LEAVES : OLD);
-        Map<String, Object> values = new HashMap<>();
-        for (String leaf : leaves) {
-            String[][] ways = paths.get(leaf);
-            JsonNode found = lookup(root, ways == null ? new String[0][] : ways);
-            if (found != null) {
-                values.put(leaf, TIMES.contains(leaf) ? time(found) : text(found));
-            }
+        Map<String, Object> values = rules.reader(format, effect).read(payload);
+        if (values == null) {
+            return null;
         }
         Long at = NovaTime.micros(generated);
         return new Observation(cell, instanceId, messageId, eventType,
                 at == null || at == 0 ? 0 : at, Blake2b.key(messageId), effect, values, requestId);
     }
 
-    /** The first path's non-empty value; a JSON null if the paths hold only empties; null if
-     * none holds anything. */
-    private static JsonNode lookup(JsonNode root, String[][] ways) {
-        JsonNode empty = null;
-        for (String[] way : ways) {
-            JsonNode node = root;
-            for (String step : way) {
-                node = node != null && node.isObject() ? node.get(step) : null;
-            }
-            if (node != null) {
-                if (!node.isNull() && !(node.isTextual() && node.asText().isEmpty())) {
-                    return node;
-                }
-                empty = org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.node
-                        .NullNode.getInstance();
-            }
-        }
-        return empty;
-    }
-
-    private static Long time(JsonNode node) {
-        return node.isTextual() ? NovaTime.micros(node.asText()) : null;
-    }
-
-    /** Text and integers as text (booleans as Python writes them); anything else null. */
-    private static String text(JsonNode node) {
-        if (node.isTextual()) {
-            return node.asText();
-        }
-        if (node.isIntegralNumber()) {
-            return node.bigIntegerValue().toString();
-        }
-        if (node.isBoolean()) {
-            return node.asBoolean() ? "True" : "False";
-        }
-        return null;
+    /** The leaves an event of {@code effect} reads: what it sets, and the audit's or the old
+     * states. */
+    static Set<String> leaves(Rules.Effect effect) {
+        Set<String> leaves = new HashSet<>(effect.sets);
+        leaves.addAll(effect.audit ? AUDIT_LEAVES : OLD);
+        return leaves;
     }
 }

@@ -9,6 +9,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Pattern;
 
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
@@ -51,6 +52,7 @@ public final class Rules {
     private final Map<String, Effect> exact = new HashMap<>();
     private final List<Map.Entry<Pattern, Effect>> patterns = new ArrayList<>();
     private final Map<String, Map<String, String[][]>> paths = new HashMap<>();
+    private final Map<String, Map<Effect, PayloadLeaves>> readers = new ConcurrentHashMap<>();
 
     public Rules(JsonNode doc) {
         for (Iterator<Map.Entry<String, JsonNode>> it = doc.get("states").fields(); it.hasNext(); ) {
@@ -111,6 +113,14 @@ public final class Rules {
     public Map<String, String[][]> paths(String format) {
         Map<String, String[][]> p = paths.get(format);
         return p == null ? Map.of() : p;
+    }
+
+    /** The reader of the leaves an event of {@code effect} takes from a payload of
+     * {@code format}, built once. */
+    PayloadLeaves reader(String format, Effect effect) {
+        return readers.computeIfAbsent(format == null ? "" : format, f -> new ConcurrentHashMap<>())
+                .computeIfAbsent(effect, e -> new PayloadLeaves(paths(format), Observation.leaves(e),
+                        Observation.TIMES, "versioned".equals(format)));
     }
 
     /** Python's {@code fnmatch.fnmatchcase} pattern as a regex: *, ? and [...] sets. */

@@ -1,11 +1,11 @@
 package stacktide.requests;
 
+import java.io.IOException;
 import java.util.Map;
 
 import org.apache.flink.api.common.typeinfo.TypeInformation;
 import org.apache.flink.api.common.typeutils.TypeSerializer;
 import org.apache.flink.metrics.Counter;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.types.Row;
 
@@ -56,9 +56,9 @@ public final class RequestFunction extends KeyedCoreFunction<Event, RequestKeep>
     }
 
     @Override
-    protected Event observe(String[] f, JsonNode payload) {
+    protected Event observe(String[] f) throws IOException {
         return Event.observe(core.rules(), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
-                f[9], f[10], payload);
+                f[9], f[10], tree(f[11]));
     }
 
     @Override
