@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jobs import instance_state, request_state
 from stacktide.config import REPO_ROOT, load_config
 from stacktide.local.process import fresh_environment
 from stacktide.schema import TABLES
@@ -59,6 +60,10 @@ def test_operator_ids_do_not_change_with_the_parallelism(tmp_path: Path) -> None
     assert committers == {f"iceberg-{t}-committer" for t in TABLES}, committers
     # The SQL operators carry the planner's uids (`<node id>_<kind>`): the Kafka sources too.
     assert sum(u.endswith("_source") for u in one["uids"]) >= 4, one["uids"]
+    # The JVM keyed functions run alone in their threads, their outputs' writers in others
+    # (jobs.keyed_source.CHAIN_OUTPUTS; Flink drops the setting, stream_graph puts it back).
+    names = {v["name"] for v in one["vertices"]}
+    assert {instance_state.UID_JVM, request_state.UID_JVM} <= names, sorted(names)
 
 
 def main(parallelism: int, state_dir: Path) -> None:

@@ -77,13 +77,20 @@ public final class Audit {
         return us == null ? null : Math.floorDiv(us, SECOND);
     }
 
+    /** When an exists is verified: a settle time after its audit period's end (its own time
+     * if it names none), and never before its own time. */
+    public static long dueAt(Observation exists, long settle) {
+        Long end = (Long) exists.values.get("audit_period_ending");
+        return Math.max(exists.at, end == null || end == 0 ? exists.at : end) + settle;
+    }
+
     /** Verify one exists against {@code state} (null: the stream never saw the instance). */
     public static Result verify(InstanceState state, Observation exists, long now, long settle,
                                 long period) {
         Long begin = (Long) exists.values.get("audit_period_beginning");
         Long end = (Long) exists.values.get("audit_period_ending");
         long endOrAt = end == null || end == 0 ? exists.at : end;
-        if (now < Math.max(exists.at, endOrAt) + settle) {
+        if (now < dueAt(exists, settle)) {
             return new Result(exists.messageId, exists.cell, exists.instanceId, begin, end,
                     "pending", List.of());
         }

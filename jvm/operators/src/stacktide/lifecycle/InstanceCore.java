@@ -167,7 +167,13 @@ public final class InstanceCore {
     /** Verify the pending exists whose settle time passed; one that just arrived is written
      * at once, as pending when it must wait. */
     private void settle(Keep keep, long now, String arrived, Context ctx) {
+        if (keep.pending.isEmpty()) {
+            return;
+        }
         for (Observation obs : new ArrayList<>(keep.pending.values())) {
+            if (now < Audit.dueAt(obs, t.settle) && !obs.messageId.equals(arrived)) {
+                continue;  // still settling, and written as pending when it arrived
+            }
             Audit.Result result = Audit.verify(keep.state, obs, now, t.settle, t.period);
             if (!result.status.equals("pending")) {
                 keep.pending.remove(obs.messageId);
@@ -248,9 +254,7 @@ public final class InstanceCore {
             want.add(rowDue);
         }
         for (Observation o : keep.pending.values()) {
-            Object ending = o.values.get("audit_period_ending");
-            long end = ending == null || (Long) ending == 0 ? o.at : (Long) ending;
-            want.add(Math.max(o.at, end) + t.settle);
+            want.add(Audit.dueAt(o, t.settle));
         }
         if (keep.state.deletedAt != null) {
             want.add(keep.state.deletedAt + t.lateness);
