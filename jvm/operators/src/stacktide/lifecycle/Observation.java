@@ -9,8 +9,8 @@ import java.util.Set;
 /**
  * What one notification says about one instance ({@code jobs.lifecycle.Observation}): the
  * leaves its event type sets, read from the payload where the rules say they sit
- * ({@link PayloadLeaves}). A leaf
- * present but empty maps to null; one absent is not in {@link #values}.
+ * ({@link PayloadLeaves}). A leaf present but empty maps to null; one absent is not in
+ * {@link #values}.
  */
 public final class Observation {
     public static final List<String> FLAVOR_LEAVES = List.of("flavor_id", "flavor_name", "vcpus",
