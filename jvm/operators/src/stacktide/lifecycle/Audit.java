@@ -80,8 +80,13 @@ public final class Audit {
     /** When an exists is verified: a settle time after its audit period's end (its own time
      * if it names none), and never before its own time. */
     public static long dueAt(Observation exists, long settle) {
+        return Math.max(exists.at, endOrAt(exists)) + settle;
+    }
+
+    /** The end of the exists' audit period, or its own time if it names none. */
+    private static long endOrAt(Observation exists) {
         Long end = (Long) exists.values.get("audit_period_ending");
-        return Math.max(exists.at, end == null || end == 0 ? exists.at : end) + settle;
+        return end == null || end == 0 ? exists.at : end;
     }
 
     /** Verify one exists against {@code state} (null: the stream never saw the instance). */
@@ -89,7 +94,7 @@ public final class Audit {
                                 long period) {
         Long begin = (Long) exists.values.get("audit_period_beginning");
         Long end = (Long) exists.values.get("audit_period_ending");
-        long endOrAt = end == null || end == 0 ? exists.at : end;
+        long endOrAt = endOrAt(exists);
         if (now < dueAt(exists, settle)) {
             return new Result(exists.messageId, exists.cell, exists.instanceId, begin, end,
                     "pending", List.of());
