@@ -72,9 +72,6 @@ SOURCE_FORMAT = "envelope-json"
 # stream_graph puts it back.)
 CHAIN_OUTPUTS = False
 CLOCK_KEY = "newest"
-# The event time of a keyed row (sql/keyed_rows.sql), from its `generated` text.
-EVENT_TIME = ("TO_TIMESTAMP(SUBSTRING(`value`.`generated` FROM 1 FOR 23), "
-              "'yyyy-MM-dd''T''HH:mm:ss.SSS')")
 
 
 def clock_descriptor() -> Any:
@@ -133,7 +130,7 @@ def rows_with_key(env: StreamTableEnvironment, query: Table, key: str,
 
 def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: str) -> Any:
     """The rows of *query* (text columns, ``generated`` among them) keyed by the SQL expression
-    *key*, connected to their event clock (sql/event_clock.sql) broadcast: what an
+    *key*, connected to their event clock (:func:`event_clock`) broadcast: what an
     :class:`EventClock` function processes, each row as the tuple of *query*'s columns.
 
     The key is computed in SQL and the stream keyed in the JVM. PyFlink's ``key_by`` puts a
@@ -147,7 +144,7 @@ def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: 
 
     stream, value = rows_with_key(env, query, key, name)
     keyed = KeyedStream(java_keyed(stream), value, stream)
-    return keyed.connect(event_clock(env, stream, name).broadcast(clock_descriptor()))
+    return keyed.connect(event_clock(stream, value, name).broadcast(clock_descriptor()))
 
 
 def java_keyed(stream: Any) -> Any:
@@ -178,24 +175,26 @@ def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, fu
     for i, column in enumerate(names):
         columns[i] = column
     j_out = gateway.jvm.stacktide.flink.KeyedCoreFunction.attach(
-        java_keyed(stream), event_clock(env, stream, name)._j_data_stream,
+        java_keyed(stream), event_clock(stream, value, name)._j_data_stream,
         function(*leading, tables, columns)).uid(uid).name(uid)
     return DataStream(j_out if CHAIN_OUTPUTS else j_out.disableChaining())
 
 
-def event_clock(env: StreamTableEnvironment, stream: Any, name: str) -> Any:
-    """The event clock of the keyed rows *stream* (sql/event_clock.sql), as a DataStream.
+def event_clock(stream: Any, value: Any, name: str) -> Any:
+    """The event clock of the keyed rows *stream* (``Row(key, value)``, *value* the type of its
+    values): the newest
+    `generated` of its values, emitted as ``Row(newest)`` when a watermark passes and it grew
+    (jvm/operators: ``stacktide.flink.NewestClock``, chained to the source; uid
+    ``<name>-clock``). It keeps no state: the keyed function's broadcast state holds the clock."""
+    from pyflink.common import Types
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
 
-    It derives the event time from `generated` again (the rows carry none). Its watermark
-    runs ahead of the source's (no out-of-orderness, no per-partition minimum), which only
-    drops rows older than one already counted."""
-    from pyflink.table import Schema
-
-    table = env.from_data_stream(stream, Schema.new_builder()
-                                 .column_by_expression("rowtime", EVENT_TIME)
-                                 .watermark("rowtime", "`rowtime`").build())
-    env.create_temporary_view(view := f"{name}_clock_input", table)
-    return env.to_data_stream(env.sql_query(render("event_clock", source=Ident(view))))
+    jvm = get_gateway().jvm
+    generated = list(value.get_field_names()).index("generated")
+    return DataStream(stream._j_data_stream.transform(
+        f"{name}-clock", Types.ROW_NAMED([CLOCK_KEY], [Types.STRING()]).get_java_type_info(),
+        jvm.stacktide.flink.NewestClock(generated)).uid(f"{name}-clock"))
 
 
 def declare_source(env: StreamTableEnvironment, config: Config, *, table: str, group_id: str,

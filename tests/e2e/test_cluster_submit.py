@@ -139,8 +139,8 @@ def test_submitted_job_upgraded_from_a_savepoint_keeps_every_row(
     resubmitted = time.monotonic() - started
     to_running_2 = wait(lambda: running_job(cluster, upgraded), 300, "v2 running", cluster)
     detail = cluster.rest.job(upgraded)
-    # Writers, dedup, keyed functions at 2; the Iceberg committers and the clocks' global
-    # window aggregates at 1, as Flink runs them.
+    # Writers, dedup, keyed functions and their clocks at 2; the Iceberg committers at 1, as
+    # Flink runs them.
     assert 2 in {v["parallelism"] for v in detail["vertices"]}, detail["vertices"]
     ends = end_offsets(config)
     rest = len({e.message_id for e in items}) - part

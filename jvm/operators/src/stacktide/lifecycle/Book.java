@@ -79,13 +79,31 @@ public final class Book {
      * state saved by a version that digested otherwise re-emits a row it compares once,
      * unchanged, with its revision bumped. */
     public static long digest(String text) {
-        long h = 0xcbf29ce484222325L;
-        for (int k = 0; k < text.length(); k++) {
-            h = (h ^ text.charAt(k)) * 0x100000001b3L;
+        return new Digest().add(text).value();
+    }
+
+    /** {@link #digest} of texts joined by NUL, fed one by one rather than joined first. */
+    public static final class Digest {
+        private long h = 0xcbf29ce484222325L;
+        private boolean first = true;
+
+        /** The next text (after a NUL, unless it is the first). */
+        public Digest add(String text) {
+            if (!first) {
+                h *= 0x100000001b3L;  // h ^ '\0' is h
+            }
+            first = false;
+            for (int k = 0; k < text.length(); k++) {
+                h = (h ^ text.charAt(k)) * 0x100000001b3L;
+            }
+            return this;
         }
-        h = (h ^ (h >>> 33)) * 0xff51afd7ed558ccdL;
-        h = (h ^ (h >>> 33)) * 0xc4ceb53a85ec2e4fL;
-        return h ^ (h >>> 33);
+
+        public long value() {
+            long x = (h ^ (h >>> 33)) * 0xff51afd7ed558ccdL;
+            x = (x ^ (x >>> 33)) * 0xc4ceb53a85ec2e4fL;
+            return x ^ (x >>> 33);
+        }
     }
 
     /** Fold {@code obs} into {@code state} and remember from when usage may have changed;

@@ -1,11 +1,9 @@
 package stacktide.lifecycle;
 
-import java.util.ArrayList;
-import java.util.HashSet;
+import java.util.Arrays;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
-import java.util.TreeSet;
 
 /**
  * The keyed instance job's logic for one key, without Flink: the JVM's
@@ -131,12 +129,11 @@ public final class InstanceCore {
         if (t.auditExpected) {
             missing(keep, now - t.settle, ctx);  // even at the end: the audit runs after its period
         }
-        Set<Long> waiting = new HashSet<>();
-        for (Observation o : keep.pending.values()) {
-            waiting.add(o.key);
+        if (!keep.audited.isEmpty()) {
+            long horizon = keep.state.horizon;
+            keep.audited.entrySet().removeIf(e -> e.getValue()[0] < horizon
+                    && !waiting(keep, e.getKey()));
         }
-        keep.audited.entrySet().removeIf(e -> e.getValue()[0] < keep.state.horizon
-                && !waiting.contains(e.getKey()));
         if (keep.dirty) {
             flush(keep, ctx);
         }
@@ -170,18 +167,30 @@ public final class InstanceCore {
         if (keep.pending.isEmpty()) {
             return;
         }
-        for (Observation obs : new ArrayList<>(keep.pending.values())) {
-            if (now < Audit.dueAt(obs, t.settle) && !obs.messageId.equals(arrived)) {
+        for (Iterator<Observation> it = keep.pending.values().iterator(); it.hasNext(); ) {
+            Observation obs = it.next();
+            boolean justArrived = obs.messageId.equals(arrived);
+            if (now < Audit.dueAt(obs, t.settle) && !justArrived) {
                 continue;  // still settling, and written as pending when it arrived
             }
             Audit.Result result = Audit.verify(keep.state, obs, now, t.settle, t.period);
             if (!result.status.equals("pending")) {
-                keep.pending.remove(obs.messageId);
-            } else if (!obs.messageId.equals(arrived)) {
+                it.remove();
+            } else if (!justArrived) {
                 continue;
             }
             auditRow(keep, obs, result, ctx);
         }
+    }
+
+    /** Whether an exists of message key {@code key} is still pending: its audit row is kept. */
+    private static boolean waiting(Keep keep, long key) {
+        for (Observation o : keep.pending.values()) {
+            if (o.key == key) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Flag the periods ending by {@code until} in which the instance existed but no
@@ -246,50 +255,53 @@ public final class InstanceCore {
                 && keep.book.nextDue(keep.state, t.period) == null && now >= deleted + t.lateness;
     }
 
-    /** Register the timers the instance now needs, each once. */
+    /** Register the timers the instance now needs, each once, in time order. */
     private void schedule(Keep keep, Context ctx, Long flushAt) {
-        Set<Long> want = new HashSet<>();
+        // Called for every event and timer: the due times go in a small array, not in sets.
+        long[] due = new long[keep.pending.size() + 4];
+        int n = 0;
         Long rowDue = keep.book.nextDue(keep.state, t.period);
         if (rowDue != null && !held(keep, rowDue)) {
-            want.add(rowDue);
+            due[n++] = rowDue;
         }
         for (Observation o : keep.pending.values()) {
-            want.add(Audit.dueAt(o, t.settle));
+            due[n++] = Audit.dueAt(o, t.settle);
         }
         if (keep.state.deletedAt != null) {
-            want.add(keep.state.deletedAt + t.lateness);
+            due[n++] = keep.state.deletedAt + t.lateness;
         }
         long[] window = Usage.existence(keep.state);
         if (t.auditExpected && window != null) {
             long first = keep.checked == null ? Usage.periodOf(window[0], t.period) : keep.checked;
             if (first < window[1]) {
-                want.add(first + t.period + t.settle);  // the next period to look for its exists
+                due[n++] = first + t.period + t.settle;  // the next period to look for its exists
             }
         }
         // Never at or before the watermark: such a timer would fire within the same advance.
         long floor = keep.watermark > -END ? Math.floorDiv(keep.watermark, MS) + 1 : -END;
-        TreeSet<Long> due = new TreeSet<>();
-        for (long w : want) {
-            if (w < END) {
-                due.add(Math.max(ceilMs(w), floor));
+        int m = 0;
+        for (int k = 0; k < n; k++) {
+            if (due[k] < END) {
+                due[m++] = Math.max(ceilMs(due[k]), floor);
             }
         }
         if (keep.dirty && flushAt != null) {
             long flush = Math.max(ceilMs(flushAt), floor);
             boolean covered = false;
-            for (long d : due) {
-                covered |= d <= flush;
+            for (int k = 0; k < m; k++) {
+                covered |= due[k] <= flush;
             }
             for (long d : keep.timers) {
                 covered |= d <= flush;
             }
             if (!covered) {
-                due.add(flush);  // when the watermark passes this event
+                due[m++] = flush;  // when the watermark passes this event
             }
         }
-        for (long ms : due) {
-            if (keep.timers.add(ms)) {
-                ctx.registerTimer(ms);
+        Arrays.sort(due, 0, m);
+        for (int k = 0; k < m; k++) {
+            if (keep.timers.add(due[k])) {
+                ctx.registerTimer(due[k]);
             }
         }
     }

@@ -187,9 +187,10 @@ final class PayloadLeaves {
                     kind[slot] = s.isEmpty() ? EMPTY : TEXT;
                     value[slot] = s.isEmpty() ? null : s;
                     return;
-                case VALUE_NUMBER_INT:
+                case VALUE_NUMBER_INT:  // JSON's integer text is its decimal form, but for -0
                     kind[slot] = FOUND;
-                    value[slot] = p.getBigIntegerValue().toString();
+                    String digits = p.getText();
+                    value[slot] = "-0".equals(digits) ? "0" : digits;
                     return;
                 case VALUE_TRUE:
                 case VALUE_FALSE:

@@ -49,11 +49,12 @@ public final class Usage {
         /** Identity of the row's content, for the Book: a late event that changes nothing in
          * it emits nothing. */
         public long digest() {
-            return Book.digest(String.join("\u0000", String.valueOf(tenantId),
-                    Long.toString(periodStart), Long.toString(periodEnd), flavorId,
-                    String.valueOf(vcpus), String.valueOf(memoryMb), String.valueOf(diskGb),
-                    Long.toString(microseconds), Long.toString(runningMicroseconds),
-                    String.valueOf(launchedAt), String.valueOf(deletedAt)));
+            return new Book.Digest().add(String.valueOf(tenantId))
+                    .add(Long.toString(periodStart)).add(Long.toString(periodEnd))
+                    .add(String.valueOf(flavorId)).add(String.valueOf(vcpus))
+                    .add(String.valueOf(memoryMb)).add(String.valueOf(diskGb))
+                    .add(Long.toString(microseconds)).add(Long.toString(runningMicroseconds))
+                    .add(String.valueOf(launchedAt)).add(String.valueOf(deletedAt)).value();
         }
 
         public Book.Key key() {
