@@ -32,12 +32,14 @@ import os
 import pickle
 import resource
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -65,6 +67,12 @@ SET = "set."
 # Not Flink's: the Java sources of the operators to build and run instead of jvm/operators',
 # to compare a change of them with what it changes, side by side.
 OPERATOR_SOURCES = "bench.operator-sources"
+# Not Flink's: a whole source tree (e.g. `git worktree add /tmp/before <commit>`) whose jobs,
+# SQL, configuration and operators the run builds instead of this one's, for a change that
+# spans the Python and the Java side.
+TREE = "bench.tree"
+# The project's packages a tree replaces in the run's process.
+PACKAGES = ("jobs", "stacktide", "connectors")
 PYTHON = {"stacktide.instance_operator": "python", "stacktide.request_operator": "python"}
 VARIANTS: dict[str, dict[str, str]] = {
     # The keyed jobs' logic in Python workers (jobs.*_operator: python), PyFlink's process mode
@@ -162,8 +170,8 @@ class Run:
 def _timed_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
     config = fresh_namespace(base)
     flink = {k: v for k, v in options.items() if k not in OPERATORS}
-    config = dataclasses.replace(config, jobs=dataclasses.replace(
-        config.jobs, **{OPERATORS[k]: v for k, v in options.items() if k in OPERATORS}))
+    operators: dict[str, Any] = {OPERATORS[k]: v for k, v in options.items() if k in OPERATORS}
+    config = dataclasses.replace(config, jobs=dataclasses.replace(config.jobs, **operators))
     fill(config, items)
     jvm0, py0, started = jvm_cpu(), own_cpu(), time.monotonic()
     run_jobs(config, bounded=True, fresh=True, flink_options=flink)
@@ -252,25 +260,24 @@ def _jvm_keyed_here(base: Config, items: list[Envelope], empty: bool) -> float:
     return time.monotonic() - started
 
 
-def instance_job(base: Config, items: list[Envelope],
-                 options: Mapping[str, str] | None = None) -> Run:
+def instance_job(base: Config, items: list[Envelope], options: Mapping[str, str] | None = None,
+                 warm: list[Envelope] | None = None) -> Run:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_instance_job_here, (base, items, dict(options or {})))
+        return pool.apply(_instance_job_here, (base, items, dict(options or {}), warm))
 
 
-def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
+def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str, str],
+                       warm: list[Envelope] | None) -> Run:
     """A bounded run of the keyed instance job alone (the state and usage job: Kafka in, its
     four Iceberg tables out), its logic in the JVM (``jobs.instance_operator: jvm``), built
     as :func:`jobs.command.build_jobs` builds it, without the archive, request and samples
-    jobs that share the jobs' Flink job and its cores."""
-    from jobs import instance_state
-    from jobs.environment import JobJars, create_stream_env, submit
-    from stacktide.catalog import ensure_table, load_catalog
-    from stacktide.local.jars import ensure_jars, pipeline_jars
-    from stacktide.local.operators import operator_jar
-    from stacktide.schema import TABLES
-
+    jobs that share the jobs' Flink job and its cores. With *warm*, the same job runs over
+    *warm* first, untimed, in the same JVM: the timed run then finds the job's code compiled by
+    the JIT, as a job that has been running for a while does."""
     options = dict(options)
+    tree = options.pop(TREE, None)
+    if tree:
+        use_tree(Path(tree))
     sources = options.pop(OPERATOR_SOURCES, None)
     for key in [k for k in options if k.startswith(SET)]:
         module, _, name = key.removeprefix(SET).rpartition(".")
@@ -280,6 +287,20 @@ def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str
             value = options[key]
         setattr(importlib.import_module(module), name, value)
         del options[key]
+    if warm:
+        _instance_run(base, warm, options, sources)
+    return _instance_run(base, items, options, sources)
+
+
+def _instance_run(base: Config, items: list[Envelope], options: Mapping[str, str],
+                  sources: str | None) -> Run:
+    from jobs import instance_state
+    from jobs.environment import JobJars, create_stream_env, submit
+    from stacktide.catalog import ensure_table, load_catalog
+    from stacktide.local.jars import ensure_jars, pipeline_jars
+    from stacktide.local.operators import operator_jar
+    from stacktide.schema import TABLES
+
     config = fresh_namespace(base)
     config = dataclasses.replace(config, jobs=dataclasses.replace(
         config.jobs, instance_operator="jvm"))
@@ -292,13 +313,23 @@ def _instance_job_here(base: Config, items: list[Envelope], options: Mapping[str
         config, JobJars((*pipeline_jars(config, jars),
                          operator_jar(config, *([Path(sources)] if sources else []))),
                         tuple(jars["hadoop"])), job_name=f"bench-instance-{uuid.uuid4().hex[:6]}",
-        overrides=options)
+        overrides=dict(options))
     statements = t_env.create_statement_set()
     instance_state.build(t_env, statements, config, bounded=True, from_earliest=True)
     statements.attach_as_datastream()
     jvm0, started = jvm_cpu(), time.monotonic()
     submit(env, f"bench-instance-{uuid.uuid4().hex[:6]}").get_job_execution_result().result()
     return Run(time.monotonic() - started, jvm_cpu() - jvm0, 0.0)
+
+
+def use_tree(tree: Path) -> None:
+    """Import the project from *tree* from now on in this process (a run's own, spawned):
+    what this module imported already (the topic's filling) stays as it was."""
+    if not (tree / "jobs").is_dir():
+        raise SystemExit(f"{TREE}={tree}: no jobs/ there, not a source tree of the project")
+    sys.path.insert(0, str(tree))
+    for name in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
+        del sys.modules[name]
 
 
 def state_sizes(items: list[Envelope]) -> tuple[set[str], float, float]:
@@ -350,7 +381,7 @@ def jvm_state_size(config: Config, items: list[Envelope], live: set[str]) -> flo
                      "timing": [timing.period, timing.out_of_order, timing.lateness,
                                 timing.settle, timing.silence, timing.audit_expected],
                      "base": 0, "newest": max(lc.to_us(e.generated) or 0 for e in half)}])
-    sizes = [n for key, n in got["sizes"].items() if key.split("/", 1)[1] in live]
+    sizes = [int(n) for key, n in got["sizes"].items() if key.split("/", 1)[1] in live]
     return statistics.mean(sizes)
 
 
@@ -369,7 +400,11 @@ def main() -> None:
     parser.add_argument("--instance-variants", type=json.loads, default={},
                         help="with --instance-job: a JSON object of named option sets, each "
                              "run as the instance job alone beside the default (Flink options, "
-                             f"{SET}<module>.<NAME>, {OPERATOR_SOURCES})")
+                             f"{SET}<module>.<NAME>, {OPERATOR_SOURCES}, {TREE})")
+    parser.add_argument("--warm", action="store_true",
+                        help="with --instance-job: each run of the instance job alone first runs "
+                             "it over the traffic untimed in the same JVM, so the timed run is "
+                             "not the JIT compiler's warm-up (the sustained rate of a running job)")
     parser.add_argument("--checkpoint-s", type=float, default=10.0,
                         help="the jobs' checkpoint interval: a bounded run ends at a checkpoint, "
                              "so each run's time is rounded up by up to this much")
@@ -408,8 +443,9 @@ def main() -> None:
                     results[name][1].append(timed(config, items, VARIANTS[name]))
                 if args.instance_job:
                     for name, opts in alone_variants.items():
-                        alone[name][0].append(instance_job(config, tiny, opts))
-                        alone[name][1].append(instance_job(config, items, opts))
+                        warm = items if args.warm else None
+                        alone[name][0].append(instance_job(config, tiny, opts, warm))
+                        alone[name][1].append(instance_job(config, items, opts, warm))
                 sql[0].append(sql_only(config, tiny))
                 sql[1].append(sql_only(config, items * SQL_COPIES))
                 if args.jvm:
