@@ -401,6 +401,11 @@ def main() -> None:
                         help="with --instance-job: a JSON object of named option sets, each "
                              "run as the instance job alone beside the default (Flink options, "
                              f"{SET}<module>.<NAME>, {OPERATOR_SOURCES}, {TREE})")
+    parser.add_argument("--baseline-hours", type=int, default=0,
+                        help="with --instance-job: its fixed-cost run is the same cloud over "
+                             "this many hours instead of one instance-hour, so the difference "
+                             "is the rate of a job past its start and its JIT compiler's "
+                             "warm-up: the sustained rate")
     parser.add_argument("--warm", action="store_true",
                         help="with --instance-job: each run of the instance job alone first runs "
                              "it over the traffic untimed in the same JVM, so the timed run is "
@@ -413,10 +418,13 @@ def main() -> None:
     args = parser.parse_args()
     items = traffic(args.instances, args.hours)
     tiny = traffic(1, 1, seed=4)
+    base = traffic(args.instances, args.baseline_hours) if args.baseline_hours else tiny
     live, pickled, compact = state_sizes(items)
     jvm_bytes = jvm_state_size(bench_config(Path(tempfile.gettempdir())), items, live)
     print(f"traffic: {args.instances} instances x {args.hours} h = {len(items):,} notifications "
-          f"({len(tiny)} in the fixed-cost run)")
+          f"({len(tiny)} in the fixed-cost run"
+          + (f"; the instance job's: {len(base):,}, {args.baseline_hours} h" if base is not tiny
+             else "") + ")")
     print(f"state per live instance (mid-traffic, {len(live)} live): pickled Keep {pickled:,.0f} B, "
           f"compact JSON {compact:,.0f} B; JVM operator's Keep {jvm_bytes:,.0f} B")
     chosen = [] if args.only_jvm_and_sql else [v.strip() for v in args.variants.split(",")
@@ -444,7 +452,7 @@ def main() -> None:
                 if args.instance_job:
                     for name, opts in alone_variants.items():
                         warm = items if args.warm else None
-                        alone[name][0].append(instance_job(config, tiny, opts, warm))
+                        alone[name][0].append(instance_job(config, base, opts, warm))
                         alone[name][1].append(instance_job(config, items, opts, warm))
                 sql[0].append(sql_only(config, tiny))
                 sql[1].append(sql_only(config, items * SQL_COPIES))
@@ -460,14 +468,17 @@ def main() -> None:
     print("(cpu: of the full run minus the fixed-cost run; in thread mode Python runs in the JVM)")
     print(f"{'variant':<32} {'fixed s':>8} {'full s':>8} {'notif/s':>9} {'JVM cpu s':>10} "
           f"{'Python cpu s':>13}")
+    counts = {name: len(tiny) for name in results}
     if args.instance_job:
         results.update(alone)
+        counts.update({name: len(base) for name in alone})
     for name, (fixed, full) in results.items():
         f = statistics.median(r.wall for r in fixed)
         t = statistics.median(r.wall for r in full)
         jvm = statistics.median(r.jvm for r in full) - statistics.median(r.jvm for r in fixed)
         py = statistics.median(r.python for r in full) - statistics.median(r.python for r in fixed)
-        print(f"{name:<32} {f:8.1f} {t:8.1f} {n / max(t - f, 1e-9):9,.0f} {jvm:10.1f} {py:13.1f}")
+        rate = (n - counts[name]) / max(t - f, 1e-9)
+        print(f"{name:<32} {f:8.1f} {t:8.1f} {rate:9,.0f} {jvm:10.1f} {py:13.1f}")
     rows = n * SQL_COPIES
     pipelines = [("SQL only (JSON + GROUP BY)", sql,
                   f"the traffic {SQL_COPIES} times: {rows:,} rows; "

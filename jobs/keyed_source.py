@@ -148,12 +148,15 @@ def keyed_with_clock(env: StreamTableEnvironment, query: Table, key: str, name: 
 
 
 def java_keyed(stream: Any) -> Any:
-    """The Java ``KeyedStream`` of ``Row(key, value)`` rows (:func:`rows_with_key`), by key."""
+    """The Java ``KeyedStream`` of ``Row(key, value)`` rows (:func:`rows_with_key`), by key:
+    *stream* is a PyFlink ``DataStream`` or a Java one."""
     from pyflink.common import Types
+    from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
 
-    return stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
-                                       Types.ROW([Types.STRING()]).get_java_type_info())
+    j_stream = stream._j_data_stream if isinstance(stream, DataStream) else stream
+    return j_stream.keyBy(get_gateway().jvm.KeyByKeySelector(),
+                          Types.ROW([Types.STRING()]).get_java_type_info())
 
 
 def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, function: Any,
@@ -161,7 +164,9 @@ def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, fu
     """The rows of *query* keyed by *key* (as :func:`keyed_with_clock` keys them, with their
     event clock) through a keyed function of jvm/operators (a ``stacktide.flink.
     KeyedCoreFunction``): *function* is its Java class, built from *leading* arguments, the row
-    types of its side *outputs* and the value's column names."""
+    types of its side *outputs* and the value's column names. A function whose events have a
+    type of their own (``eventType``) reads them from the rows before the keyed exchange, in
+    an operator chained to the source (uid ``<uid>-observe``, stateless)."""
     from pyflink.datastream import DataStream
     from pyflink.java_gateway import get_gateway
 
@@ -174,9 +179,13 @@ def jvm_keyed(env: StreamTableEnvironment, query: Table, key: str, name: str, fu
     columns = gateway.new_array(gateway.jvm.String, len(names))
     for i, column in enumerate(names):
         columns[i] = column
+    j_function = function(*leading, tables, columns)
+    rows = stream._j_data_stream
+    if j_function.eventType() is not None:  # its events cross from the source as they are
+        rows = j_function.observed(rows).uid(f"{uid}-observe").name(f"{uid}-observe")
     j_out = gateway.jvm.stacktide.flink.KeyedCoreFunction.attach(
-        java_keyed(stream), event_clock(stream, value, name)._j_data_stream,
-        function(*leading, tables, columns)).uid(uid).name(uid)
+        java_keyed(rows), event_clock(stream, value, name)._j_data_stream,
+        j_function).uid(uid).name(uid)
     return DataStream(j_out if CHAIN_OUTPUTS else j_out.disableChaining())
 
 

@@ -95,10 +95,13 @@ def test_every_corpus_sample_is_observed_alike(jvm: Any) -> None:
     items = [env for envelope in ("1.0", "2.0") for s in iter_samples(envelope=envelope)
              if isinstance(env := _parse(s.body, s.exchange, s.routing_key), Envelope)]
     answers = jvm([{"envelope": wire(env)} for env in items])
+    # ... and as the keyed operator receives them, through the serializer from the source
+    received = jvm([{"envelope": wire(env), "wire": True} for env in items])
     want = [observation(lc.observe(env, RULES)) for env in items]
     assert sum(w is not None for w in want) > 300  # the corpus' nova samples
-    for env, got, expected in zip(items, answers, want, strict=True):
+    for env, got, there, expected in zip(items, answers, received, want, strict=True):
         assert got == expected, env.message_id
+        assert there == expected, env.message_id
 
 
 @pytest.mark.parametrize("fmt", ["legacy", "versioned"])

@@ -11,6 +11,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeSet;
 
+import org.apache.flink.core.memory.DataInputDeserializer;
+import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
@@ -20,6 +22,7 @@ import stacktide.lifecycle.InstanceState;
 import stacktide.lifecycle.Keep;
 import stacktide.lifecycle.NovaTime;
 import stacktide.lifecycle.Observation;
+import stacktide.lifecycle.ObservationSerializer;
 import stacktide.lifecycle.Parts;
 import stacktide.lifecycle.Rules;
 import stacktide.lifecycle.Usage;
@@ -29,10 +32,12 @@ import stacktide.lifecycle.Usage;
  * on stdin and writes one JSON line per input line.
  *
  * {"time": text} -> the µs; {"key": text} -> the message key; {"envelope": {...}} -> its
- * observation; {"fold": [envelopes...], "period": p, "lo": a, "hi": b} -> the state of each
+ * observation (with {"wire": true}, as the keyed operator receives it from the source); {"fold": [envelopes...], "period": p, "lo": a, "hi": b} -> the state of each
  * instance after folding them in that order, and its usage rows over [lo, hi);
  * {"drive": [["e", envelope] | ["w", ms]...], "timing": [...], "base": b, "newest": µs} -> the
- * rows the keyed instance job's logic emits, driven as Flink drives it (see the Python test).
+ * rows the keyed instance job's logic emits, driven as Flink drives it (see the Python test);
+ * with {"restore": {key: base64 state}} it starts from those states (their timers registered
+ * again, as Flink restores them), with {"dump": true} it also answers the states it ends with.
  */
 public final class LifecycleCheck {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -51,7 +56,8 @@ public final class LifecycleCheck {
             } else if (q.has("drive")) {
                 answer = drive(rules, q);
             } else if (q.has("envelope")) {
-                answer = observation(observe(rules, q.get("envelope")));
+                Observation o = observe(rules, q.get("envelope"));
+                answer = observation(q.path("wire").asBoolean() ? wire(o) : o);
             } else {
                 answer = fold(rules, q);
             }
@@ -101,6 +107,17 @@ public final class LifecycleCheck {
                 counts[1]++;
             }
         };
+        if (q.has("restore")) {
+            for (java.util.Iterator<Map.Entry<String, JsonNode>> it = q.get("restore").fields();
+                 it.hasNext(); ) {
+                Map.Entry<String, JsonNode> e = it.next();
+                byte[] data = java.util.Base64.getDecoder().decode(e.getValue().asText());
+                stored.put(e.getKey(), data);
+                for (long ms : Keep.fromBytes(data).timers) {
+                    timers.add(new Object[] {ms, e.getKey()});
+                }
+            }
+        }
         for (JsonNode step : q.get("drive")) {
             if (step.get(0).asText().equals("e")) {
                 Observation o = observe(rules, step.get(1));
@@ -145,6 +162,11 @@ public final class LifecycleCheck {
         }
         out.put("bytes", bytes);
         out.put("sizes", sizes);  // per kept key: what a checkpoint writes of its state
+        if (q.path("dump").asBoolean()) {
+            Map<String, String> states = new java.util.TreeMap<>();
+            stored.forEach((k, v) -> states.put(k, java.util.Base64.getEncoder().encodeToString(v)));
+            out.put("states", states);
+        }
         return out;
     }
 
@@ -162,6 +184,22 @@ public final class LifecycleCheck {
     private static String text(JsonNode e, String name) {
         JsonNode v = e.get(name);
         return v == null || v.isNull() ? null : v.asText();
+    }
+
+    /** {@code o} written by the serializer that carries it from the source to the keyed
+     * operator, and read back. */
+    private static Observation wire(Observation o) throws IOException {
+        if (o == null) {
+            return null;
+        }
+        ObservationSerializer serializer = new ObservationSerializer();
+        DataOutputSerializer out = new DataOutputSerializer(256);
+        serializer.serialize(o, out);
+        Observation back = serializer.deserialize(new DataInputDeserializer(out.getCopyOfBuffer()));
+        if (!java.util.Objects.equals(back.cell, o.cell)) {
+            throw new IllegalStateException("cell " + o.cell + " came back as " + back.cell);
+        }
+        return back;
     }
 
     private static Map<String, Object> observation(Observation o) {

@@ -7,6 +7,7 @@ import java.util.HashMap;
 import java.util.Map;
 
 import org.apache.flink.api.common.functions.OpenContext;
+import org.apache.flink.api.common.functions.RichFlatMapFunction;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
@@ -74,11 +75,35 @@ public abstract class KeyedCoreFunction<E, S>
 
     protected abstract TypeSerializer<S> serializer();
 
-    /** Builds the core (rules read with {@code json}) and the subclass's own metrics. */
-    protected abstract void setUp(ObjectMapper json) throws Exception;
+    /** Builds the core (rules read with {@code json}): all that {@link #observe} needs, and
+     * nothing of Flink's (the rows may be observed upstream, in another operator). */
+    protected abstract void prepare(ObjectMapper json) throws Exception;
+
+    /** The subclass's own metrics, once its function runs. */
+    protected void setUp() {
+    }
 
     /** The event of a row ({@code fields} in the order of {@code wanted}), null to skip it. */
     protected abstract E observe(String[] fields) throws IOException;
+
+    /** The type of the events when they can cross from the source to the keyed operator as
+     * they are ({@link #observed}); null when the rows must (the function observes them). */
+    public TypeInformation<E> eventType() {
+        return null;
+    }
+
+    /** {@code rows} ({@code Row(key, value)}) as {@code Row(key, event)}, a row about nothing
+     * the function keeps dropped: reading each notification's payload where the source runs
+     * (chained to it, in its thread) instead of in the keyed operator, the job's busiest,
+     * which then gets the few fields an event holds rather than the whole payload. */
+    public SingleOutputStreamOperator<Row> observed(DataStream<Row> rows) {
+        TypeInformation<E> type = eventType();
+        if (type == null) {
+            throw new IllegalStateException(getClass().getName() + " observes its own rows");
+        }
+        return rows.flatMap(new Observer<>(this), new RowTypeInfo(
+                new TypeInformation<?>[] {Types.STRING, type}, new String[] {"key", "event"}));
+    }
 
     /** The JSON {@code text} parsed into a tree (null stays null), for a subclass that reads
      * more of a payload than a few paths. */
@@ -97,12 +122,18 @@ public abstract class KeyedCoreFunction<E, S>
 
     @Override
     public void open(OpenContext context) throws Exception {
-        json = new ObjectMapper();
         kept = getRuntimeContext().getState(new ValueStateDescriptor<>(stateName, serializer()));
         tags = new HashMap<>();
         tables.forEach((name, type) -> tags.put(name, new OutputTag<>(name, type)));
         duplicates = getRuntimeContext().getMetricGroup().counter("duplicates");
         seen = Long.MIN_VALUE;
+        ready();
+        setUp();
+    }
+
+    /** The columns found and the core built: what observing a row needs. */
+    private void ready() throws Exception {
+        json = new ObjectMapper();
         at = new int[wanted.length];
         for (int k = 0; k < wanted.length; k++) {
             at[k] = Arrays.asList(columns).indexOf(wanted[k]);
@@ -110,18 +141,25 @@ public abstract class KeyedCoreFunction<E, S>
                 throw new IllegalArgumentException("the keyed rows carry no column " + wanted[k]);
             }
         }
-        setUp(json);
+        prepare(json);
     }
 
-    @Override
-    public void processElement(Row element, ReadOnlyContext ctx, Collector<String> out)
-            throws Exception {
-        Row r = (Row) element.getField(1);
+    private E observeRow(Row r) throws IOException {
         String[] fields = new String[at.length];
         for (int k = 0; k < at.length; k++) {
             fields[k] = (String) r.getField(at[k]);
         }
-        E event = observe(fields);
+        return observe(fields);
+    }
+
+    /** A row's value is either the row of its columns, or its event observed upstream
+     * ({@link #observed}). */
+    @Override
+    @SuppressWarnings("unchecked")
+    public void processElement(Row element, ReadOnlyContext ctx, Collector<String> out)
+            throws Exception {
+        Object value = element.getField(1);
+        E event = value instanceof Row ? observeRow((Row) value) : (E) value;
         if (event == null) {
             return;
         }
@@ -150,6 +188,29 @@ public abstract class KeyedCoreFunction<E, S>
             kept.clear();
         } else {
             kept.update(next);
+        }
+    }
+
+    /** {@link #observed}'s operator: the function's own {@link #observe}, run upstream. */
+    private static final class Observer<E> extends RichFlatMapFunction<Row, Row> {
+        private static final long serialVersionUID = 1L;
+        private final KeyedCoreFunction<E, ?> function;
+
+        Observer(KeyedCoreFunction<E, ?> function) {
+            this.function = function;
+        }
+
+        @Override
+        public void open(OpenContext context) throws Exception {
+            function.ready();
+        }
+
+        @Override
+        public void flatMap(Row row, Collector<Row> out) throws Exception {
+            E event = function.observeRow((Row) row.getField(1));
+            if (event != null) {
+                out.collect(Row.of(row.getField(0), event));
+            }
         }
     }
 

@@ -84,6 +84,20 @@ public final class Packed {
             varint(body, at + 1L);
         }
 
+        /** An identifier: a UUID in its usual form (36 lowercase characters, as nova's
+         * message ids) as its 16 bytes, anything else (null included) as text. */
+        public void writeId(String s) {
+            long[] uuid = uuid(s);
+            if (uuid == null) {
+                body.write(0);
+                writeText(s);
+            } else {
+                body.write(1);
+                writeFixed(uuid[0]);
+                writeFixed(uuid[1]);
+            }
+        }
+
         public byte[] finish(int version) {
             ByteArrayOutputStream all = new ByteArrayOutputStream(body.size() + 16 * table.size());
             all.write(version);
@@ -168,6 +182,14 @@ public final class Packed {
             return readBoolean() ? readLong() : null;
         }
 
+        public String readId() {
+            if (data[pos++] == 0) {
+                return readText();
+            }
+            long hi = readFixed();
+            return new java.util.UUID(hi, readFixed()).toString();
+        }
+
         public String readText() {
             int at = (int) varint();
             return at == 0 ? null : table[at - 1];
@@ -183,5 +205,31 @@ public final class Packed {
                 }
             }
         }
+    }
+
+    /** The two halves of {@code s} when it is a UUID that {@link java.util.UUID#toString}
+     * writes back exactly, else null. */
+    static long[] uuid(String s) {
+        if (s == null || s.length() != 36) {
+            return null;
+        }
+        long[] v = new long[2];
+        int n = 0;
+        for (int i = 0; i < 36; i++) {
+            char c = s.charAt(i);
+            if (i == 8 || i == 13 || i == 18 || i == 23) {
+                if (c != '-') {
+                    return null;
+                }
+                continue;
+            }
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) {
+                return null;
+            }
+            v[n / 16] = (v[n / 16] << 4) | d;
+            n++;
+        }
+        return v;
     }
 }

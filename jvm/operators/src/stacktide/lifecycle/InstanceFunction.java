@@ -50,10 +50,20 @@ public final class InstanceFunction extends KeyedCoreFunction<Observation, Keep>
     }
 
     @Override
-    protected void setUp(ObjectMapper json) throws Exception {
+    protected void prepare(ObjectMapper json) throws Exception {
         core = new InstanceCore(new InstanceCore.Timing(timing[0], timing[1], timing[2], timing[3],
                 timing[4], timing[5] != 0), base, new Rules(json.readTree(rulesJson)));
+    }
+
+    @Override
+    protected void setUp() {
         late = getRuntimeContext().getMetricGroup().counter("late_events");
+    }
+
+    /** Observations cross from the source as they are: a few leaves, not the payload. */
+    @Override
+    public TypeInformation<Observation> eventType() {
+        return ObservationSerializer.type();
     }
 
     @Override

@@ -20,7 +20,11 @@ import stacktide.flink.Packed;
  * readable when a class changes and its size is what the fields need.
  */
 public final class Keep {
-    private static final int VERSION = 2;
+    /** 3: message keys as variable-length numbers (they are 32-bit hashes); a pending exists without its
+     * message key (its message id's hash) and request id, its id as 16 bytes, its times as
+     * differences. Version 2 is still read. */
+    private static final int VERSION = 3;
+    private static final int READS_FROM = 2;
 
     public InstanceState state;
     public long base;  // revisions of this key's rows start here
@@ -61,7 +65,7 @@ public final class Keep {
         }
         out.writeInt(audited.size());
         for (Map.Entry<Long, long[]> e : audited.entrySet()) {
-            out.writeFixed(e.getKey());
+            writeKey(out, e.getKey());
             out.writeTime(e.getValue()[0]);
             out.writeLong(e.getValue()[1]);
             out.writeFixed(e.getValue()[2]);
@@ -79,9 +83,9 @@ public final class Keep {
 
     public static Keep fromBytes(byte[] data) {
         Packed.In in = new Packed.In(data);
-        if (in.version != VERSION) {
+        if (in.version < READS_FROM || in.version > VERSION) {
             throw new IllegalStateException("instance state of version " + in.version
-                    + "; this build reads version " + VERSION);
+                    + "; this build reads versions " + READS_FROM + " to " + VERSION);
         }
         Shared seen = new Shared();
         Keep k = new Keep(readState(in, seen), 0);
@@ -93,11 +97,11 @@ public final class Keep {
         k.book.emittedUntil = in.readNullableTime();
         k.book.dirtyFrom = in.readNullableTime();
         for (int n = in.readInt(); n > 0; n--) {
-            Observation o = readObservation(in);
+            Observation o = readObservation(in, in.version);
             k.pending.put(o.messageId, o);
         }
         for (int n = in.readInt(); n > 0; n--) {
-            long key = in.readFixed();
+            long key = readKey(in);
             k.audited.put(key, new long[] {in.readTime(), in.readLong(), in.readFixed()});
         }
         k.rowRevision = in.readLong();
@@ -117,7 +121,7 @@ public final class Keep {
         out.writeInt(s.samples.size());
         for (Sample x : s.samples) {
             out.writeTime(x.at);
-            out.writeFixed(x.key);
+            writeKey(out, x.key);
             out.writeText(x.state);
             writeFlavor(out, x.flavor, seen);
             writeImage(out, x.image, seen);
@@ -127,7 +131,7 @@ public final class Keep {
         for (Map.Entry<String, Register> e : s.registers.entrySet()) {
             out.writeText(e.getKey());
             out.writeTime(e.getValue().at);
-            out.writeFixed(e.getValue().key);
+            writeKey(out, e.getValue().key);
             out.writeText((String) e.getValue().value);
         }
         out.writeTime(s.firstLaunched);
@@ -137,7 +141,7 @@ public final class Keep {
         for (Launch x : s.launches) {
             out.writeTime(x.launched);
             out.writeTime(x.at);
-            out.writeFixed(x.key);
+            writeKey(out, x.key);
             writeFlavor(out, x.flavor, seen);
             writeImage(out, x.image, seen);
         }
@@ -148,7 +152,7 @@ public final class Keep {
         InstanceState s = new InstanceState(in.readText(), in.readText());
         for (int n = in.readInt(); n > 0; n--) {
             long at = in.readTime();
-            long key = in.readFixed();
+            long key = readKey(in);
             String state = in.readText();
             Flavor flavor = readFlavor(in, seen);
             Image image = readImage(in, seen);
@@ -157,7 +161,7 @@ public final class Keep {
         for (int n = in.readInt(); n > 0; n--) {
             String name = in.readText();
             long at = in.readTime();
-            long key = in.readFixed();
+            long key = readKey(in);
             s.registers.put(name, new Register(at, key, in.readText()));
         }
         s.firstLaunched = in.readNullableTime();
@@ -166,7 +170,7 @@ public final class Keep {
         for (int n = in.readInt(); n > 0; n--) {
             long launched = in.readTime();
             long at = in.readTime();
-            long key = in.readFixed();
+            long key = readKey(in);
             Flavor flavor = readFlavor(in, seen);
             s.launches.add(new Launch(launched, at, key, flavor, readImage(in, seen)));
         }
@@ -174,13 +178,14 @@ public final class Keep {
         return s;
     }
 
+    /** A pending exists: what the audit reads of it. Its message key is its message id's
+     * hash, computed again when read; its request id no row of the audit names. */
     private static void writeObservation(Packed.Out out, Observation o) {
         out.writeText(o.cell);
         out.writeText(o.instanceId);
-        out.writeText(o.messageId);
+        out.writeId(o.messageId);
         out.writeText(o.eventType);
         out.writeTime(o.at);
-        out.writeFixed(o.key);
         out.writeBoolean(o.effect.audit);
         out.writeInt(o.effect.sets.size());
         for (String leaf : o.effect.sets) {
@@ -192,21 +197,22 @@ public final class Keep {
             Object v = e.getValue();
             out.writeByte(v == null ? 0 : v instanceof Long ? 1 : 2);
             if (v instanceof Long) {
-                out.writeLong((Long) v);
+                out.writeTime(((Long) v).longValue());
             } else if (v != null) {
                 out.writeText((String) v);
             }
         }
-        out.writeText(o.requestId);
+        out.writeText(o.effect.audit ? null : o.requestId);
     }
 
-    private static Observation readObservation(Packed.In in) {
+    private static Observation readObservation(Packed.In in, int version) {
+        boolean old = version < 3;
         String cell = in.readText();
         String instanceId = in.readText();
-        String messageId = in.readText();
+        String messageId = old ? in.readText() : in.readId();
         String eventType = in.readText();
         long at = in.readTime();
-        long key = in.readFixed();
+        long key = old ? in.readFixed() : Blake2b.key(messageId);
         boolean audit = in.readBoolean();
         Set<String> sets = new HashSet<>();
         for (int n = in.readInt(); n > 0; n--) {
@@ -216,7 +222,9 @@ public final class Keep {
         for (int n = in.readInt(); n > 0; n--) {
             String name = in.readText();
             int kind = in.readByte();
-            values.put(name, kind == 0 ? null : kind == 1 ? (Object) in.readLong() : in.readText());
+            Object v = kind == 0 ? null : kind == 2 ? in.readText()
+                    : (Object) (old ? in.readLong() : in.readTime());
+            values.put(name, v);
         }
         return new Observation(cell, instanceId, messageId, eventType, at, key,
                 new Rules.Effect(Set.copyOf(sets), audit), values, in.readText());
@@ -287,6 +295,15 @@ public final class Keep {
                 in.readText());
         seen.read.add(i);
         return i;
+    }
+
+    /** A message key: a 32-bit hash, or -1 (a compacted state's first sample). */
+    private static void writeKey(Packed.Out out, long key) {
+        out.writeLong(key);
+    }
+
+    private static long readKey(Packed.In in) {
+        return in.version < 3 ? in.readFixed() : in.readLong();
     }
 
     private static void writeTimes(Packed.Out out, Set<Long> values) {

@@ -49,9 +49,13 @@ public final class RequestFunction extends KeyedCoreFunction<Event, RequestKeep>
     }
 
     @Override
-    protected void setUp(ObjectMapper json) throws Exception {
+    protected void prepare(ObjectMapper json) throws Exception {
         core = new RequestCore(outOfOrder, lateness, base,
                 new RequestRules(json.readTree(rulesJson)));
+    }
+
+    @Override
+    protected void setUp() {
         alerted = getRuntimeContext().getMetricGroup().counter("alerts");
     }
 
