@@ -88,9 +88,9 @@ class Alerts(threading.Thread):
         try:
             while not self.done.is_set():
                 msg = consumer.poll(0.05)
-                if msg is None or msg.error() is not None:
+                if msg is None or msg.error() is not None or (value := msg.value()) is None:
                     continue
-                self.seen.setdefault(json.loads(msg.value())["message_id"], time.monotonic())
+                self.seen.setdefault(json.loads(value)["message_id"], time.monotonic())
         finally:
             consumer.close()
 

@@ -233,9 +233,12 @@ def produce(config: Config, items: list[Envelope]) -> None:
     partition's first events then come hours behind its watermark, late."""
     producer, failed = Producer(producer_settings(config.kafka, "stacktide-tests")), []
     topic = config.kafka.topic("notifications")
+    def delivered(error: Any, _: Any) -> None:
+        if error is not None:
+            failed.append(error)
+
     for env in items:
-        send(producer, topic, env.kafka_key(), env.to_json(),
-             lambda error, _: error is None or failed.append(error))
+        send(producer, topic, env.kafka_key(), env.to_json(), delivered)
     assert producer.flush(60) == 0 and not failed, failed[:3]
 
 
