@@ -144,10 +144,19 @@ def test_workers_come_from_the_flag_then_the_config_then_one() -> None:
 
 # ---- real worker processes ----------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports() -> int:
+    """A port free with the next one: worker k of the bridge serves its metrics on port + k.
+    The kernel's pick alone was not enough: in a busy run the next port could be some client
+    connection's, and the second worker could not listen."""
+    while True:
+        with socket.socket() as first, socket.socket() as second:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
 
 
 def forwarded(port: int) -> float:
@@ -171,7 +180,7 @@ def worker_pids(parent: int) -> list[int]:
 
 def setup(stack: Config, tmp_path: Path, n: int) -> tuple[Config, list[str], int]:
     """A config of its own (queues, topics, metrics port) with *n* messages waiting."""
-    tag, port = f"workers{uuid.uuid4().hex[:6]}", free_port()
+    tag, port = f"workers{uuid.uuid4().hex[:6]}", free_ports()
     local = stack.local
     data = {
         "cells": [{"name": "cell1", "exchanges": ["nova"],
