@@ -97,7 +97,7 @@ public final class Keep {
         k.book.emittedUntil = in.readNullableTime();
         k.book.dirtyFrom = in.readNullableTime();
         for (int n = in.readInt(); n > 0; n--) {
-            Observation o = readObservation(in, in.version);
+            Observation o = readObservation(in);
             k.pending.put(o.messageId, o);
         }
         for (int n = in.readInt(); n > 0; n--) {
@@ -205,8 +205,8 @@ public final class Keep {
         out.writeText(o.effect.audit ? null : o.requestId);
     }
 
-    private static Observation readObservation(Packed.In in, int version) {
-        boolean old = version < 3;
+    private static Observation readObservation(Packed.In in) {
+        boolean old = in.version < 3;
         String cell = in.readText();
         String instanceId = in.readText();
         String messageId = old ? in.readText() : in.readId();
