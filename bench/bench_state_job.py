@@ -34,6 +34,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -165,6 +166,54 @@ class Run:
     wall: float
     jvm: float
     python: float
+    steady: float | None = None  # notifications/s through the middle half (Committed.steady)
+
+
+class Committed(threading.Thread):
+    """The notifications a running job has done, as its consumer group's committed offsets
+    tell (Flink's Kafka source commits them when a checkpoint completes, and an aligned
+    checkpoint completes once every operator has processed what came before it): the rate of
+    the job between two checkpoints in the middle of its input, past its start and most of
+    its JIT compiler's warm-up, without the fixed-cost run's subtraction.
+
+    Asked through a consumer that joins no group (``committed``): librdkafka 2.16.0's admin
+    client (``list_consumer_group_offsets``), asked while a new broker still loads its group
+    coordinator, crashed this process with a segmentation fault, every time."""
+
+    def __init__(self, config: Config, group: str, every_s: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.config, self.group, self.every_s = config, group, every_s
+        self.points: list[tuple[float, int]] = []  # (monotonic s, notifications done)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        topic = self.config.kafka.topic("notifications")
+        wanted = [TopicPartition(topic, p) for p in range(self.config.kafka.partitions)]
+        consumer = Consumer({"bootstrap.servers": self.config.kafka.bootstrap_servers,
+                             "group.id": self.group, "enable.auto.commit": False,
+                             "log_level": 2})
+        try:
+            while not self.done.wait(self.every_s):
+                try:
+                    done = consumer.committed(wanted, timeout=10)
+                except KafkaException:  # not yet known: asked again next time
+                    continue
+                n = sum(max(tp.offset, 0) for tp in done)
+                if not self.points or n != self.points[-1][1]:
+                    self.points.append((time.monotonic(), n))
+        finally:
+            consumer.close()
+
+    def steady(self, total: int, low: float = 0.25, high: float = 0.75) -> float | None:
+        """Notifications per second between the first checkpoints past *low* and *high* of
+        *total* (None: fewer than two checkpoints apart there; make the run longer)."""
+        a = next((p for p in self.points if p[1] >= low * total), None)
+        b = next((p for p in self.points if p[1] >= high * total), None)
+        if a is None or b is None or b[1] <= a[1]:
+            return None
+        return (b[1] - a[1]) / (b[0] - a[0])
 
 
 def _timed_here(base: Config, items: list[Envelope], options: Mapping[str, str]) -> Run:
@@ -317,9 +366,15 @@ def _instance_run(base: Config, items: list[Envelope], options: Mapping[str, str
     statements = t_env.create_statement_set()
     instance_state.build(t_env, statements, config, bounded=True, from_earliest=True)
     statements.attach_as_datastream()
+    committed = Committed(config, instance_state.GROUP_ID)
+    committed.start()
     jvm0, started = jvm_cpu(), time.monotonic()
-    submit(env, f"bench-instance-{uuid.uuid4().hex[:6]}").get_job_execution_result().result()
-    return Run(time.monotonic() - started, jvm_cpu() - jvm0, 0.0)
+    try:
+        submit(env, f"bench-instance-{uuid.uuid4().hex[:6]}").get_job_execution_result().result()
+    finally:
+        committed.done.set()
+        committed.join()
+    return Run(time.monotonic() - started, jvm_cpu() - jvm0, 0.0, committed.steady(len(items)))
 
 
 def use_tree(tree: Path) -> None:
@@ -466,8 +521,10 @@ def main() -> None:
     n = len(items)
     print(f"\nmedian of {args.repeat} bounded runs, parallelism {config.jobs.parallelism}:")
     print("(cpu: of the full run minus the fixed-cost run; in thread mode Python runs in the JVM)")
+    print("(steady/s: the instance job's rate between its checkpoints past a quarter and three "
+          "quarters of the input, from its committed offsets)")
     print(f"{'variant':<32} {'fixed s':>8} {'full s':>8} {'notif/s':>9} {'JVM cpu s':>10} "
-          f"{'Python cpu s':>13}")
+          f"{'Python cpu s':>13} {'steady/s':>9}")
     counts = {name: len(tiny) for name in results}
     if args.instance_job:
         results.update(alone)
@@ -478,7 +535,9 @@ def main() -> None:
         jvm = statistics.median(r.jvm for r in full) - statistics.median(r.jvm for r in fixed)
         py = statistics.median(r.python for r in full) - statistics.median(r.python for r in fixed)
         rate = (n - counts[name]) / max(t - f, 1e-9)
-        print(f"{name:<32} {f:8.1f} {t:8.1f} {rate:9,.0f} {jvm:10.1f} {py:13.1f}")
+        steady = [r.steady for r in full if r.steady is not None]
+        shown = f"{statistics.median(steady):9,.0f}" if steady else f"{'-':>9}"
+        print(f"{name:<32} {f:8.1f} {t:8.1f} {rate:9,.0f} {jvm:10.1f} {py:13.1f} {shown}")
     rows = n * SQL_COPIES
     pipelines = [("SQL only (JSON + GROUP BY)", sql,
                   f"the traffic {SQL_COPIES} times: {rows:,} rows; "
@@ -492,6 +551,9 @@ def main() -> None:
     for label, (fixed_s, full_s), what in pipelines:
         f, t = statistics.median(fixed_s), statistics.median(full_s)
         print(f"{label:<32} {f:8.1f} {t:8.1f} {rows / max(t - f, 1e-9):9,.0f}   ({what})")
+    print("\nsteady rate of each repeat of the instance job alone:")
+    for name, (_, full) in alone.items() if args.instance_job else ():
+        print(f"  {name:<32} " + "  ".join(f"{r.steady:,.0f}" if r.steady else "-" for r in full))
     print("\nfull-run seconds of each repeat (the spread the medians hide):")
     for label, (_, full_s), _ in pipelines:
         print(f"  {label:<32} " + "  ".join(f"{s:.1f}" for s in full_s))

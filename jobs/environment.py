@@ -78,6 +78,14 @@ def _settings(config: Config, jars: JobJars, job_name: str, restore_from: Path |
         "parallelism.default": str(config.jobs.parallelism),
         "execution.checkpointing.interval": f"{int(config.jobs.checkpoint_interval_s * 1000)} ms",
         "execution.checkpointing.mode": "EXACTLY_ONCE",
+        # Chained operators hand each other their records as they are instead of a copy (by
+        # default Flink copies every record between chained operators: the payload's bytes
+        # several times per notification on the sources' thread). Safe because no operator
+        # of the jobs keeps a record it was handed once it returns: Flink's SQL operators
+        # copy what they buffer, the JVM keyed functions and their observers build new
+        # objects, and the Iceberg writers write each row as it comes. bench_state_job: the
+        # instance job 1.2 times as fast, a fifth less CPU.
+        "pipeline.object-reuse": "true",
         # A checkpoint that fails (declined while a task finishes, late on a busy machine) is
         # skipped, not a reason to restart the job: the next one commits what it would have.
         "execution.checkpointing.tolerable-failed-checkpoints": "10",
