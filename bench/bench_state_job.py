@@ -551,9 +551,11 @@ def main() -> None:
     for label, (fixed_s, full_s), what in pipelines:
         f, t = statistics.median(fixed_s), statistics.median(full_s)
         print(f"{label:<32} {f:8.1f} {t:8.1f} {rows / max(t - f, 1e-9):9,.0f}   ({what})")
-    print("\nsteady rate of each repeat of the instance job alone:")
-    for name, (_, full) in alone.items() if args.instance_job else ():
-        print(f"  {name:<32} " + "  ".join(f"{r.steady:,.0f}" if r.steady else "-" for r in full))
+    if args.instance_job:
+        print("\nsteady rate of each repeat of the instance job alone:")
+        for name, (_, full) in alone.items():
+            print(f"  {name:<32} "
+                  + "  ".join(f"{r.steady:,.0f}" if r.steady else "-" for r in full))
     print("\nfull-run seconds of each repeat (the spread the medians hide):")
     for label, (_, full_s), _ in pipelines:
         print(f"  {label:<32} " + "  ".join(f"{s:.1f}" for s in full_s))
