@@ -152,7 +152,9 @@ class InstanceFunction(EventClock, KeyedBroadcastProcessFunction):  # type: igno
             if obs.message_id in keep.pending or obs.key in keep.audited:
                 self.duplicates.inc()  # verified again: a row only if the verdict changed
             keep.pending[obs.message_id] = obs
-            if (start := periodic(obs, self.timing.period)) is not None:
+            # Only read to flag a missing exists, and pruned only there: kept only then.
+            start = periodic(obs, self.timing.period) if self.timing.audit_expected else None
+            if start is not None:
                 keep.periodic.add(start)
             yield from self.settle(keep, wm, arrived=obs.message_id)
         elif _seen(keep.state, obs):

@@ -237,5 +237,9 @@ def test_the_jobs_logic_emits_the_same_rows(jvm: Any, fmt: str, audit_expected: 
     assert got["late"] == driver.counts["late_events"]
     assert got["duplicates"] == driver.counts["duplicates"]
     assert set(got["kept"]) == set(driver.stored)
+    periodic = {k: len(keep.periodic) for k, keep in driver.stored.items()}
+    assert got["periodic"] == periodic
+    # Kept only to flag a missing exists: without nova's audit the state keeps none of them.
+    assert any(periodic.values()) if audit_expected else not any(periodic.values())
     key = json.dumps
     assert sorted(map(key, got["rows"])) == sorted(map(key, want))

@@ -162,6 +162,9 @@ public final class LifecycleCheck {
         }
         out.put("bytes", bytes);
         out.put("sizes", sizes);  // per kept key: what a checkpoint writes of its state
+        Map<String, Integer> periodic = new java.util.TreeMap<>();
+        stored.forEach((k, v) -> periodic.put(k, Keep.fromBytes(v).periodic.size()));
+        out.put("periodic", periodic);  // per kept key: the periods a periodic exists came for
         if (q.path("dump").asBoolean()) {
             Map<String, String> states = new java.util.TreeMap<>();
             stored.forEach((k, v) -> states.put(k, java.util.Base64.getEncoder().encodeToString(v)));

@@ -17,6 +17,9 @@ import java.util.Map;
  * Layout: version byte, string count, each string (length, UTF-8), then the body.
  */
 public final class Packed {
+    private static final long SECOND = 1_000_000L;  // µs
+    private static final long WIDE = 1L << 61;  // |d| below this: zz(d) << 1 fits 64 bits
+
     private Packed() {}
 
     /** Writes a body; {@link #finish} puts the version and the string table in front. */
@@ -27,7 +30,7 @@ public final class Packed {
         private long lastTime;
 
         public void writeLong(long v) {
-            varint(body, (v << 1) ^ (v >> 63));
+            varint(body, zigzag(v));
         }
 
         public void writeInt(int v) {
@@ -59,6 +62,30 @@ public final class Packed {
             writeBoolean(t != null);
             if (t != null) {
                 writeTime(t.longValue());
+            }
+        }
+
+        /** A time, as its difference from the last time written, in whole seconds when it is
+         * one (a period's bounds, nova's audit periods, round timers): {@code zz(d / 1 s) << 1 | 1},
+         * else {@code zz(d) << 1}; 0 escapes a difference too wide for that (from or to
+         * {@code ±InstanceState.END}), which follows in full. Shares {@link #writeTime}'s last. */
+        public void writeInstant(long t) {
+            long d = t - lastTime;
+            lastTime = t;
+            if (d % SECOND == 0) {
+                varint(body, (zigzag(d / SECOND) << 1) | 1);
+            } else if (d > -WIDE && d < WIDE) {
+                varint(body, zigzag(d) << 1);
+            } else {
+                body.write(0);
+                writeLong(d);
+            }
+        }
+
+        public void writeInstant(Long t) {
+            writeBoolean(t != null);
+            if (t != null) {
+                writeInstant(t.longValue());
             }
         }
 
@@ -145,8 +172,7 @@ public final class Packed {
         }
 
         public long readLong() {
-            long v = varint();
-            return (v >>> 1) ^ -(v & 1);
+            return unzigzag(varint());
         }
 
         public int readInt() {
@@ -172,6 +198,17 @@ public final class Packed {
         public long readTime() {
             lastTime += readLong();
             return lastTime;
+        }
+
+        public long readInstant() {
+            long u = varint();
+            long d = (u & 1) != 0 ? unzigzag(u >>> 1) * SECOND : u == 0 ? readLong() : unzigzag(u >>> 1);
+            lastTime += d;
+            return lastTime;
+        }
+
+        public Long readNullableInstant() {
+            return readBoolean() ? readInstant() : null;
         }
 
         public Long readNullableTime() {
@@ -205,6 +242,14 @@ public final class Packed {
                 }
             }
         }
+    }
+
+    private static long zigzag(long v) {
+        return (v << 1) ^ (v >> 63);
+    }
+
+    private static long unzigzag(long v) {
+        return (v >>> 1) ^ -(v & 1);
     }
 
     /** The two halves of {@code s} when it is a UUID that {@link java.util.UUID#toString}

@@ -92,7 +92,8 @@ public final class InstanceCore {
                 ctx.duplicate();
             }
             keep.pending.put(obs.messageId, obs);
-            Long start = Audit.periodic(obs, t.period);
+            // Only read to flag a missing exists, and pruned only there: kept only then.
+            Long start = t.auditExpected ? Audit.periodic(obs, t.period) : null;
             if (start != null) {
                 keep.periodic.add(start);
             }

@@ -1,9 +1,12 @@
 package stacktide.lifecycle;
 
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 import java.util.TreeSet;
 
@@ -20,10 +23,13 @@ import stacktide.flink.Packed;
  * readable when a class changes and its size is what the fields need.
  */
 public final class Keep {
-    /** 3: message keys as variable-length numbers (they are 32-bit hashes); a pending exists without its
-     * message key (its message id's hash) and request id, its id as 16 bytes, its times as
-     * differences. Version 2 is still read. */
-    private static final int VERSION = 3;
+    /** 4: times in whole seconds where they are (period bounds), a sample's launch and a
+     * register's event as differences from the one before, names by their place in
+     * {@link #NAMES}, a pending exists' values as changes from the one before, the audited
+     * exists in time order with their digests in a table. 3: message keys as variable-length
+     * numbers, a pending exists without its message key and request id, its id as 16 bytes.
+     * Versions 2 and 3 are still read ({@link KeepEarlier}). */
+    private static final int VERSION = 4;
     private static final int READS_FROM = 2;
 
     public InstanceState state;
@@ -51,33 +57,29 @@ public final class Keep {
         writeState(out, state, seen);
         out.writeLong(base);
         out.writeInt(book.rows.size());
-        for (Map.Entry<Book.Key, Book.Emitted> e : book.rows.entrySet()) {
-            out.writeTime(e.getKey().periodStart);
+        for (Map.Entry<Book.Key, Book.Emitted> e : book.rows.entrySet()) {  // period order
+            out.writeInstant(e.getKey().periodStart);
             out.writeText(e.getKey().flavorId);
             out.writeLong(e.getValue().revision);
             out.writeFixed(e.getValue().digest);
         }
-        out.writeTime(book.emittedUntil);
-        out.writeTime(book.dirtyFrom);
+        out.writeInstant(book.emittedUntil);
+        out.writeInstant(book.dirtyFrom);
         out.writeInt(pending.size());
+        Map<String, Object> before = Map.of();
         for (Observation o : pending.values()) {
-            writeObservation(out, o);
+            writeObservation(out, o, before);
+            before = o.values;
         }
-        out.writeInt(audited.size());
-        for (Map.Entry<Long, long[]> e : audited.entrySet()) {
-            writeKey(out, e.getKey());
-            out.writeTime(e.getValue()[0]);
-            out.writeLong(e.getValue()[1]);
-            out.writeFixed(e.getValue()[2]);
-        }
+        writeAudited(out);
         out.writeLong(rowRevision);
         out.writeFixed(rowDigest);
         out.writeBoolean(dirty);
         writeTimes(out, timers);
-        out.writeTime(watermark);
-        out.writeTime(heard);
-        writeTimes(out, periodic);
-        out.writeTime(checked);
+        out.writeInstant(watermark);
+        out.writeInstant(heard);
+        writeTimes(out, new TreeSet<>(periodic));
+        out.writeInstant(checked);
         return out.finish(VERSION);
     }
 
@@ -87,31 +89,33 @@ public final class Keep {
             throw new IllegalStateException("instance state of version " + in.version
                     + "; this build reads versions " + READS_FROM + " to " + VERSION);
         }
+        if (in.version < VERSION) {
+            return KeepEarlier.read(in);
+        }
         Shared seen = new Shared();
         Keep k = new Keep(readState(in, seen), 0);
         k.base = in.readLong();
         for (int n = in.readInt(); n > 0; n--) {
-            Book.Key key = new Book.Key(in.readTime(), in.readText());
+            Book.Key key = new Book.Key(in.readInstant(), in.readText());
             k.book.rows.put(key, new Book.Emitted(in.readLong(), in.readFixed()));
         }
-        k.book.emittedUntil = in.readNullableTime();
-        k.book.dirtyFrom = in.readNullableTime();
+        k.book.emittedUntil = in.readNullableInstant();
+        k.book.dirtyFrom = in.readNullableInstant();
+        Map<String, Object> before = Map.of();
         for (int n = in.readInt(); n > 0; n--) {
-            Observation o = readObservation(in);
+            Observation o = readObservation(in, before);
             k.pending.put(o.messageId, o);
+            before = o.values;
         }
-        for (int n = in.readInt(); n > 0; n--) {
-            long key = readKey(in);
-            k.audited.put(key, new long[] {in.readTime(), in.readLong(), in.readFixed()});
-        }
+        k.readAudited(in);
         k.rowRevision = in.readLong();
         k.rowDigest = in.readFixed();
         k.dirty = in.readBoolean();
         readTimes(in, k.timers);
-        k.watermark = in.readTime();
-        k.heard = in.readTime();
+        k.watermark = in.readInstant();
+        k.heard = in.readInstant();
         readTimes(in, k.periodic);
-        k.checked = in.readNullableTime();
+        k.checked = in.readNullableInstant();
         return k;
     }
 
@@ -119,120 +123,218 @@ public final class Keep {
         out.writeText(s.cell);
         out.writeText(s.instanceId);
         out.writeInt(s.samples.size());
+        long launched = 0;  // a sample's launch as the difference from the one before: mostly 0
         for (Sample x : s.samples) {
-            out.writeTime(x.at);
-            writeKey(out, x.key);
+            out.writeInstant(x.at);
+            out.writeLong(x.key);
             out.writeText(x.state);
             writeFlavor(out, x.flavor, seen);
             writeImage(out, x.image, seen);
-            out.writeTime(x.launched);
+            out.writeBoolean(x.launched != null);
+            if (x.launched != null) {
+                out.writeLong(x.launched - launched);
+                launched = x.launched;
+            }
         }
         out.writeInt(s.registers.size());
+        long key = 0;  // registers mostly share the event that set them: (at, key) as differences
         for (Map.Entry<String, Register> e : s.registers.entrySet()) {
-            out.writeText(e.getKey());
-            out.writeTime(e.getValue().at);
-            writeKey(out, e.getValue().key);
+            writeName(out, e.getKey());
+            out.writeInstant(e.getValue().at);
+            out.writeLong(e.getValue().key - key);
+            key = e.getValue().key;
             out.writeText((String) e.getValue().value);
         }
-        out.writeTime(s.firstLaunched);
-        out.writeTime(s.deletedAt);
-        out.writeTime(s.observedFrom);
+        out.writeInstant(s.firstLaunched);
+        out.writeInstant(s.deletedAt);
+        out.writeInstant(s.observedFrom);
         out.writeInt(s.launches.size());
         for (Launch x : s.launches) {
-            out.writeTime(x.launched);
-            out.writeTime(x.at);
-            writeKey(out, x.key);
+            out.writeInstant(x.launched);
+            out.writeInstant(x.at);
+            out.writeLong(x.key);
             writeFlavor(out, x.flavor, seen);
             writeImage(out, x.image, seen);
         }
-        out.writeTime(s.horizon);
+        out.writeInstant(s.horizon);
     }
 
     private static InstanceState readState(Packed.In in, Shared seen) {
         InstanceState s = new InstanceState(in.readText(), in.readText());
+        long launched = 0;
         for (int n = in.readInt(); n > 0; n--) {
-            long at = in.readTime();
-            long key = readKey(in);
+            long at = in.readInstant();
+            long key = in.readLong();
             String state = in.readText();
             Flavor flavor = readFlavor(in, seen);
             Image image = readImage(in, seen);
-            s.samples.add(new Sample(at, key, state, flavor, image, in.readNullableTime()));
+            Long x = null;
+            if (in.readBoolean()) {
+                launched += in.readLong();
+                x = launched;
+            }
+            s.samples.add(new Sample(at, key, state, flavor, image, x));
         }
+        long key = 0;
         for (int n = in.readInt(); n > 0; n--) {
-            String name = in.readText();
-            long at = in.readTime();
-            long key = readKey(in);
+            String name = readName(in);
+            long at = in.readInstant();
+            key += in.readLong();
             s.registers.put(name, new Register(at, key, in.readText()));
         }
-        s.firstLaunched = in.readNullableTime();
-        s.deletedAt = in.readNullableTime();
-        s.observedFrom = in.readNullableTime();
+        s.firstLaunched = in.readNullableInstant();
+        s.deletedAt = in.readNullableInstant();
+        s.observedFrom = in.readNullableInstant();
         for (int n = in.readInt(); n > 0; n--) {
-            long launched = in.readTime();
-            long at = in.readTime();
-            long key = readKey(in);
+            long launchedAt = in.readInstant();
+            long at = in.readInstant();
+            long launchKey = in.readLong();
             Flavor flavor = readFlavor(in, seen);
-            s.launches.add(new Launch(launched, at, key, flavor, readImage(in, seen)));
+            s.launches.add(new Launch(launchedAt, at, launchKey, flavor, readImage(in, seen)));
         }
-        s.horizon = in.readTime();
+        s.horizon = in.readInstant();
         return s;
     }
 
     /** A pending exists: what the audit reads of it. Its message key is its message id's
-     * hash, computed again when read; its request id no row of the audit names. */
-    private static void writeObservation(Packed.Out out, Observation o) {
+     * hash, computed again when read; its request id no row of the audit names. Its values as
+     * the changes from the exists written before it ({@code before}): an instance's exists
+     * repeat its tenant, flavor and image, and differ in their audit period. */
+    private static void writeObservation(Packed.Out out, Observation o, Map<String, Object> before) {
         out.writeText(o.cell);
         out.writeText(o.instanceId);
         out.writeId(o.messageId);
         out.writeText(o.eventType);
-        out.writeTime(o.at);
+        out.writeInstant(o.at);
         out.writeBoolean(o.effect.audit);
         out.writeInt(o.effect.sets.size());
         for (String leaf : o.effect.sets) {
-            out.writeText(leaf);
+            writeName(out, leaf);
         }
-        out.writeInt(o.values.size());
+        int changed = 0;
         for (Map.Entry<String, Object> e : o.values.entrySet()) {
-            out.writeText(e.getKey());
+            changed += same(before, e.getKey(), e.getValue()) ? 0 : 1;
+        }
+        out.writeInt(changed);
+        for (Map.Entry<String, Object> e : o.values.entrySet()) {
+            if (same(before, e.getKey(), e.getValue())) {
+                continue;
+            }
+            writeName(out, e.getKey());
             Object v = e.getValue();
             out.writeByte(v == null ? 0 : v instanceof Long ? 1 : 2);
             if (v instanceof Long) {
-                out.writeTime(((Long) v).longValue());
+                out.writeInstant(((Long) v).longValue());
             } else if (v != null) {
                 out.writeText((String) v);
+            }
+        }
+        int gone = 0;
+        for (String name : before.keySet()) {
+            gone += o.values.containsKey(name) ? 0 : 1;
+        }
+        out.writeInt(gone);
+        for (String name : before.keySet()) {
+            if (!o.values.containsKey(name)) {
+                writeName(out, name);
             }
         }
         out.writeText(o.effect.audit ? null : o.requestId);
     }
 
-    private static Observation readObservation(Packed.In in) {
-        boolean old = in.version < 3;
+    private static boolean same(Map<String, Object> before, String name, Object value) {
+        return before.containsKey(name) && Objects.equals(before.get(name), value);
+    }
+
+    private static Observation readObservation(Packed.In in, Map<String, Object> before) {
         String cell = in.readText();
         String instanceId = in.readText();
-        String messageId = old ? in.readText() : in.readId();
+        String messageId = in.readId();
         String eventType = in.readText();
-        long at = in.readTime();
-        long key = old ? in.readFixed() : Blake2b.key(messageId);
+        long at = in.readInstant();
         boolean audit = in.readBoolean();
         Set<String> sets = new HashSet<>();
         for (int n = in.readInt(); n > 0; n--) {
-            sets.add(in.readText());
+            sets.add(readName(in));
         }
-        Map<String, Object> values = new HashMap<>();
+        Map<String, Object> values = new HashMap<>(before);
         for (int n = in.readInt(); n > 0; n--) {
-            String name = in.readText();
+            String name = readName(in);
             int kind = in.readByte();
-            Object v = kind == 0 ? null : kind == 2 ? in.readText()
-                    : (Object) (old ? in.readLong() : in.readTime());
-            values.put(name, v);
+            values.put(name, kind == 0 ? null : kind == 2 ? in.readText() : (Object) in.readInstant());
         }
-        return new Observation(cell, instanceId, messageId, eventType, at, key,
+        for (int n = in.readInt(); n > 0; n--) {
+            values.remove(readName(in));
+        }
+        return new Observation(cell, instanceId, messageId, eventType, at, Blake2b.key(messageId),
                 new Rules.Effect(Set.copyOf(sets), audit), values, in.readText());
+    }
+
+    /** The audited exists in time order (their times then differ little), their digests in a
+     * table first: most audit rows of an instance say the same (verified, no mismatch). */
+    private void writeAudited(Packed.Out out) {
+        List<Map.Entry<Long, long[]>> entries = new ArrayList<>(audited.entrySet());
+        entries.sort((a, b) -> Long.compare(a.getValue()[0], b.getValue()[0]));
+        Map<Long, Integer> digests = new LinkedHashMap<>();
+        for (Map.Entry<Long, long[]> e : entries) {
+            digests.putIfAbsent(e.getValue()[2], digests.size());
+        }
+        out.writeInt(digests.size());
+        for (long d : digests.keySet()) {
+            out.writeFixed(d);
+        }
+        out.writeInt(entries.size());
+        for (Map.Entry<Long, long[]> e : entries) {
+            out.writeLong(e.getKey());
+            out.writeInstant(e.getValue()[0]);
+            out.writeLong(e.getValue()[1]);
+            out.writeInt(digests.get(e.getValue()[2]));
+        }
+    }
+
+    private void readAudited(Packed.In in) {
+        long[] digests = new long[in.readInt()];
+        for (int k = 0; k < digests.length; k++) {
+            digests[k] = in.readFixed();
+        }
+        for (int n = in.readInt(); n > 0; n--) {
+            long key = in.readLong();
+            audited.put(key, new long[] {in.readInstant(), in.readLong(), digests[in.readInt()]});
+        }
+    }
+
+    /** The names a state holds (registers, an exists' leaves) by their place here, so no
+     * state's string table carries them; a name not here follows as text after a 0. Append
+     * only: a name's place is part of the encoding. */
+    private static final List<String> NAMES = List.of("task_state", "power_state", "tenant_id",
+            "user_id", "host", "last_event", "state", "launched_at", "deleted_at",
+            "audit_period_beginning", "audit_period_ending", "flavor_id", "flavor_name", "vcpus",
+            "memory_mb", "root_gb", "ephemeral_gb", "instance_type_id", "image_ref", "os_type",
+            "os_architecture", "os_distro", "os_version", "old_state", "old_task_state");
+    private static final Map<String, Integer> PLACE = new HashMap<>();
+
+    static {
+        for (int k = 0; k < NAMES.size(); k++) {
+            PLACE.put(NAMES.get(k), k + 1);
+        }
+    }
+
+    private static void writeName(Packed.Out out, String name) {
+        Integer place = PLACE.get(name);
+        out.writeInt(place == null ? 0 : place);
+        if (place == null) {
+            out.writeText(name);
+        }
+    }
+
+    private static String readName(Packed.In in) {
+        int place = in.readInt();
+        return place == 0 ? in.readText() : NAMES.get(place - 1);
     }
 
     /** The flavors and images of one state, each written once and then referred to by number
      * (every sample carries its flavor and image, which seldom change). */
-    private static final class Shared {
+    static final class Shared {
         final Map<Object, Integer> written = new HashMap<>();
         final java.util.List<Object> read = new java.util.ArrayList<>();
     }
@@ -265,7 +367,7 @@ public final class Keep {
         }
     }
 
-    private static Flavor readFlavor(Packed.In in, Shared seen) {
+    static Flavor readFlavor(Packed.In in, Shared seen) {
         int ref = in.readInt();
         if (ref >= 0) {
             return ref == 0 ? null : (Flavor) seen.read.get(ref - 1);
@@ -286,7 +388,7 @@ public final class Keep {
         }
     }
 
-    private static Image readImage(Packed.In in, Shared seen) {
+    static Image readImage(Packed.In in, Shared seen) {
         int ref = in.readInt();
         if (ref >= 0) {
             return ref == 0 ? null : (Image) seen.read.get(ref - 1);
@@ -297,25 +399,16 @@ public final class Keep {
         return i;
     }
 
-    /** A message key: a 32-bit hash, or -1 (a compacted state's first sample). */
-    private static void writeKey(Packed.Out out, long key) {
-        out.writeLong(key);
-    }
-
-    private static long readKey(Packed.In in) {
-        return in.version < 3 ? in.readFixed() : in.readLong();
-    }
-
     private static void writeTimes(Packed.Out out, Set<Long> values) {
         out.writeInt(values.size());
         for (long v : values) {
-            out.writeTime(v);
+            out.writeInstant(v);
         }
     }
 
     private static void readTimes(Packed.In in, Set<Long> into) {
         for (int n = in.readInt(); n > 0; n--) {
-            into.add(in.readTime());
+            into.add(in.readInstant());
         }
     }
 }
