@@ -5,6 +5,7 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Paths;
+import java.util.Arrays;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -127,7 +128,7 @@ public final class LifecycleCheck {
                 clock[1] = Math.max(clock[1], o.at);
                 current[0] = o.cell + "/" + o.instanceId;
                 byte[] data = stored.get(current[0]);
-                Keep keep = core.process(data == null ? null : Keep.fromBytes(data), o, ctx);
+                Keep keep = core.process(data == null ? null : copied(data), o, ctx);
                 if (keep != null) {
                     stored.put(current[0], keep.toBytes());
                 }
@@ -141,7 +142,7 @@ public final class LifecycleCheck {
                 if (data == null) {
                     continue;
                 }
-                Keep keep = core.onTimer(Keep.fromBytes(data), (Long) timer[0], ctx);
+                Keep keep = core.onTimer(copied(data), (Long) timer[0], ctx);
                 if (keep == null) {
                     stored.remove(current[0]);
                 } else {
@@ -172,6 +173,28 @@ public final class LifecycleCheck {
         }
         return out;
     }
+
+    /** The state of {@code data} as the job may be handed it: a copy the heap backend made
+     * ({@link Keep#copy}) of a state a running snapshot still holds. The copy must encode as
+     * the original does, and what the logic then does to it must leave the original as it
+     * was (checked when the logic is done with it, at the next copy). */
+    private static Keep copied(byte[] data) {
+        if (lastOriginal != null && !Arrays.equals(lastOriginal.toBytes(), lastBytes)) {
+            throw new IllegalStateException("changing a copy of a state changed the original");
+        }
+        Keep original = Keep.fromBytes(data);
+        Keep copy = original.copy();
+        byte[] bytes = original.toBytes();
+        if (!Arrays.equals(copy.toBytes(), bytes)) {
+            throw new IllegalStateException("a copy of a state encodes otherwise than it");
+        }
+        lastOriginal = original;
+        lastBytes = bytes;
+        return copy;
+    }
+
+    private static Keep lastOriginal;
+    private static byte[] lastBytes;
 
     /** The payload as the job reads it, JSON text: {@code payload_text} as given, else
      * {@code payload} written out. */

@@ -80,7 +80,7 @@ public final class Audit {
     /** When an exists is verified: a settle time after its audit period's end (its own time
      * if it names none), and never before its own time. */
     public static long dueAt(Observation exists, long settle) {
-        return Math.max(exists.at, endOrAt(exists)) + settle;
+        return exists.settlesFrom + settle;
     }
 
     /** The end of the exists' audit period, or its own time if it names none. */

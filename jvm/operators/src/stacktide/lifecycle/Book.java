@@ -71,6 +71,15 @@ public final class Book {
     public Long emittedUntil;  // every period ending at or before this was emitted
     public Long dirtyFrom;  // earliest instant a folded event may have changed
 
+    /** A copy sharing no collection with this one (its keys and entries never change). */
+    public Book copy() {
+        Book b = new Book();
+        b.rows.putAll(rows);
+        b.emittedUntil = emittedUntil;
+        b.dirtyFrom = dirtyFrom;
+        return b;
+    }
+
     /** A 64-bit digest of {@code text}, to tell whether an emitted row's content changed:
      * FNV-1a over its chars, then MurmurHash3's 64-bit finalizer. Stable across JVMs, and
      * cheap enough for every row an advance looks at (BLAKE2b of the UTF-8 bytes took 7 % of

@@ -88,7 +88,7 @@ public final class InstanceCore {
         keep.watermark = wm;
         keep.heard = Math.max(keep.heard, obs.at);
         if (obs.effect.audit) {
-            if (keep.pending.containsKey(obs.messageId) || keep.audited.containsKey(obs.key)) {
+            if (keep.pending.containsKey(obs.messageId) || keep.audited.find(obs.key) >= 0) {
                 ctx.duplicate();
             }
             keep.pending.put(obs.messageId, obs);
@@ -132,8 +132,7 @@ public final class InstanceCore {
         }
         if (!keep.audited.isEmpty()) {
             long horizon = keep.state.horizon;
-            keep.audited.entrySet().removeIf(e -> e.getValue()[0] < horizon
-                    && !waiting(keep, e.getKey()));
+            keep.audited.removeIf((key, at) -> at < horizon && !waiting(keep, key));
         }
         if (keep.dirty) {
             flush(keep, ctx);
@@ -220,12 +219,12 @@ public final class InstanceCore {
     }
 
     private void auditRow(Keep keep, Observation obs, Audit.Result result, Context ctx) {
-        long[] old = keep.audited.get(obs.key);
-        long at = old == null ? obs.at : old[0];
-        long revision = old == null ? -1 : old[1];
+        int old = keep.audited.find(obs.key);
+        long at = old < 0 ? obs.at : keep.audited.at(old);
+        long revision = old < 0 ? -1 : keep.audited.revision(old);
         long digest = result.digest();
-        if (old == null || old[2] != digest) {
-            keep.audited.put(obs.key, new long[] {at, revision + 1, digest});
+        if (old < 0 || keep.audited.digest(old) != digest) {
+            keep.audited.put(obs.key, at, revision + 1, digest);
             ctx.emit("usage_audit", Records.audit(result, keep.base + revision + 1));
         }
     }

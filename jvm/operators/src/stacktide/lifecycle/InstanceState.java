@@ -40,6 +40,20 @@ public final class InstanceState {
         this.instanceId = instanceId;
     }
 
+    /** A copy sharing no collection with this one (samples, registers and launches never
+     * change once made). */
+    public InstanceState copy() {
+        InstanceState s = new InstanceState(cell, instanceId);
+        s.samples.addAll(samples);
+        s.registers.putAll(registers);
+        s.firstLaunched = firstLaunched;
+        s.deletedAt = deletedAt;
+        s.observedFrom = observedFrom;
+        s.launches.addAll(launches);
+        s.horizon = horizon;
+        return s;
+    }
+
     public boolean isLate(Observation obs) {
         return obs.at < horizon;
     }

@@ -8,6 +8,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 
 import stacktide.lifecycle.Parts.Flavor;
@@ -36,7 +37,7 @@ public final class Keep {
     public long base;  // revisions of this key's rows start here
     public Book book = new Book();
     public final LinkedHashMap<String, Observation> pending = new LinkedHashMap<>();
-    public final Map<Long, long[]> audited = new HashMap<>();  // message key -> at, rev, digest
+    public Audited audited = new Audited();
     public long rowRevision = -1;  // instances row emitted: revision, digest
     public long rowDigest = 0;
     public boolean dirty;
@@ -49,6 +50,24 @@ public final class Keep {
     public Keep(InstanceState state, long base) {
         this.state = state;
         this.base = base;
+    }
+
+    /** A copy sharing no collection with this one; the samples, registers, launches, book
+     * entries and observations are shared, as nothing changes them once made. */
+    public Keep copy() {
+        Keep k = new Keep(state.copy(), base);
+        k.book = book.copy();
+        k.pending.putAll(pending);
+        k.audited = audited.copy();
+        k.rowRevision = rowRevision;
+        k.rowDigest = rowDigest;
+        k.dirty = dirty;
+        k.timers.addAll(timers);
+        k.watermark = watermark;
+        k.heard = heard;
+        k.periodic.addAll(periodic);
+        k.checked = checked;
+        return k;
     }
 
     public byte[] toBytes() {
@@ -138,7 +157,7 @@ public final class Keep {
         }
         out.writeInt(s.registers.size());
         long key = 0;  // registers mostly share the event that set them: (at, key) as differences
-        for (Map.Entry<String, Register> e : s.registers.entrySet()) {
+        for (Map.Entry<String, Register> e : new TreeMap<>(s.registers).entrySet()) {  // one order
             writeName(out, e.getKey());
             out.writeInstant(e.getValue().at);
             out.writeLong(e.getValue().key - key);
@@ -273,22 +292,25 @@ public final class Keep {
     /** The audited exists in time order (their times then differ little), their digests in a
      * table first: most audit rows of an instance say the same (verified, no mismatch). */
     private void writeAudited(Packed.Out out) {
-        List<Map.Entry<Long, long[]>> entries = new ArrayList<>(audited.entrySet());
-        entries.sort((a, b) -> Long.compare(a.getValue()[0], b.getValue()[0]));
+        List<Integer> order = new ArrayList<>(audited.size());
+        for (int i = 0; i < audited.size(); i++) {
+            order.add(i);
+        }
+        order.sort((a, b) -> Long.compare(audited.at(a), audited.at(b)));
         Map<Long, Integer> digests = new LinkedHashMap<>();
-        for (Map.Entry<Long, long[]> e : entries) {
-            digests.putIfAbsent(e.getValue()[2], digests.size());
+        for (int i : order) {
+            digests.putIfAbsent(audited.digest(i), digests.size());
         }
         out.writeInt(digests.size());
         for (long d : digests.keySet()) {
             out.writeFixed(d);
         }
-        out.writeInt(entries.size());
-        for (Map.Entry<Long, long[]> e : entries) {
-            out.writeLong(e.getKey());
-            out.writeInstant(e.getValue()[0]);
-            out.writeLong(e.getValue()[1]);
-            out.writeInt(digests.get(e.getValue()[2]));
+        out.writeInt(audited.size());
+        for (int i : order) {
+            out.writeLong(audited.key(i));
+            out.writeInstant(audited.at(i));
+            out.writeLong(audited.revision(i));
+            out.writeInt(digests.get(audited.digest(i)));
         }
     }
 
@@ -299,7 +321,9 @@ public final class Keep {
         }
         for (int n = in.readInt(); n > 0; n--) {
             long key = in.readLong();
-            audited.put(key, new long[] {in.readInstant(), in.readLong(), digests[in.readInt()]});
+            long at = in.readInstant();
+            long revision = in.readLong();
+            audited.put(key, at, revision, digests[in.readInt()]);
         }
     }
 

@@ -36,7 +36,9 @@ final class KeepEarlier {
         }
         for (int n = in.readInt(); n > 0; n--) {
             long key = readKey(in);
-            k.audited.put(key, new long[] {in.readTime(), in.readLong(), in.readFixed()});
+            long at = in.readTime();
+            long revision = in.readLong();
+            k.audited.put(key, at, revision, in.readFixed());
         }
         k.rowRevision = in.readLong();
         k.rowDigest = in.readFixed();

@@ -106,7 +106,13 @@ public final class Usage {
         Flavor flavor = s.latest(-InstanceState.END, InstanceState.END, x -> x.flavor);
         Long launched = s.latest(-InstanceState.END, InstanceState.END, x -> x.launched);
         int n = s.samples.size();
-        for (int i = 0; i <= n; i++) {
+        // The stretches ending by lo add nothing: start at the first sample after lo, with what
+        // the samples before it set (a timer asks for the last period only, of a day's samples).
+        int first = s.after(lo, InstanceState.END);
+        vm = newest(s.samples, first, x -> x.state != null && !x.state.isEmpty() ? x.state : null, vm);
+        flavor = newest(s.samples, first, x -> x.flavor, flavor);
+        launched = newest(s.samples, first, x -> x.launched, launched);
+        for (int i = first; i <= n; i++) {
             long start = i == 0 ? -InstanceState.END : s.samples.get(i - 1).at;
             long next = i == n ? InstanceState.END : s.samples.get(i).at;
             if (i > 0) {
@@ -126,6 +132,18 @@ public final class Usage {
             }
         }
         return out;
+    }
+
+    /** The newest value {@code get} finds in the samples before {@code end}, else {@code none}. */
+    private static <T> T newest(List<Sample> samples, int end, java.util.function.Function<Sample, T> get,
+                                T none) {
+        for (int k = end - 1; k >= 0; k--) {
+            T value = get.apply(samples.get(k));
+            if (value != null) {
+                return value;
+            }
+        }
+        return none;
     }
 
     /** The rows of the periods starting in [lo, hi), ordered by (period start, flavor id). */
