@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.SortedMap;
 import java.util.TreeMap;
 import java.util.TreeSet;
 
@@ -148,14 +149,23 @@ public final class Book {
             lo = Math.min(lo, Usage.periodOf(dirtyFrom, period));
         }
         lo = Math.max(lo, state.horizon);
-        Map<Key, Usage.Row> fresh = new TreeMap<>();
-        if (lo < upto) {
-            for (Usage.Row r : Usage.usage(state, rules, period, lo, upto)) {
-                fresh.put(r.key(), r);
+        List<Usage.Row> computed = lo < upto ? Usage.usage(state, rules, period, lo, upto) : List.of();
+        SortedMap<Key, Emitted> emitted = rows.tailMap(new Key(lo, ""), true);
+        if (emitted.isEmpty()) {  // the usual timer: periods not emitted yet, no row to compare
+            for (Usage.Row row : computed) {
+                rows.put(row.key(), new Emitted(0, row.digest()));
+                out.add(new Revised(row, 0));
             }
+            emittedUntil = emittedUntil == null ? upto : Math.max(emittedUntil, upto);
+            dirtyFrom = null;
+            return out;
+        }
+        Map<Key, Usage.Row> fresh = new TreeMap<>();
+        for (Usage.Row r : computed) {
+            fresh.put(r.key(), r);
         }
         TreeSet<Key> keys = new TreeSet<>(fresh.keySet());
-        keys.addAll(rows.tailMap(new Key(lo, ""), true).keySet());
+        keys.addAll(emitted.keySet());
         String tenant = (String) state.register("tenant_id");
         for (Key k : keys) {
             Usage.Row row = fresh.get(k);

@@ -26,7 +26,7 @@ import stacktide.flink.Packed;
 public final class Keep {
     /** 4: times in whole seconds where they are (period bounds), a sample's launch and a
      * register's event as differences from the one before, names by their place in
-     * {@link #NAMES}, a pending exists' values as changes from the one before, the audited
+     * {@link Observation#NAMES}, a pending exists' values as changes from the one before, the audited
      * exists in time order with their digests in a table. 3: message keys as variable-length
      * numbers, a pending exists without its message key and request id, its id as 16 bytes.
      * Versions 2 and 3 are still read ({@link KeepEarlier}). */
@@ -327,33 +327,19 @@ public final class Keep {
         }
     }
 
-    /** The names a state holds (registers, an exists' leaves) by their place here, so no
-     * state's string table carries them; a name not here follows as text after a 0. Append
-     * only: a name's place is part of the encoding. */
-    private static final List<String> NAMES = List.of("task_state", "power_state", "tenant_id",
-            "user_id", "host", "last_event", "state", "launched_at", "deleted_at",
-            "audit_period_beginning", "audit_period_ending", "flavor_id", "flavor_name", "vcpus",
-            "memory_mb", "root_gb", "ephemeral_gb", "instance_type_id", "image_ref", "os_type",
-            "os_architecture", "os_distro", "os_version", "old_state", "old_task_state");
-    private static final Map<String, Integer> PLACE = new HashMap<>();
-
-    static {
-        for (int k = 0; k < NAMES.size(); k++) {
-            PLACE.put(NAMES.get(k), k + 1);
-        }
-    }
-
+    /** A name by its place in {@link Observation#NAMES} (so no state's string table carries
+     * it); one not there as text after a 0. */
     private static void writeName(Packed.Out out, String name) {
-        Integer place = PLACE.get(name);
-        out.writeInt(place == null ? 0 : place);
-        if (place == null) {
+        int place = Observation.place(name);
+        out.writeInt(place);
+        if (place == 0) {
             out.writeText(name);
         }
     }
 
     private static String readName(Packed.In in) {
         int place = in.readInt();
-        return place == 0 ? in.readText() : NAMES.get(place - 1);
+        return place == 0 ? in.readText() : Observation.named(place);
     }
 
     /** The flavors and images of one state, each written once and then referred to by number

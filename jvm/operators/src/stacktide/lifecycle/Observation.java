@@ -1,6 +1,7 @@
 package stacktide.lifecycle;
 
 import java.io.IOException;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -28,6 +29,34 @@ public final class Observation {
         audit.addAll(IMAGE_LEAVES);
         audit.add("tenant_id");
         AUDIT_LEAVES = Set.copyOf(audit);
+    }
+
+    /** The names observations and states hold (registers, leaves), each by its place here
+     * where they are written (a state's encoding, the wire to the keyed operator), and read
+     * back as these very strings: a lookup by a constant name then matches at its first
+     * comparison. Append only: a name's place is part of the state's encoding. */
+    public static final List<String> NAMES = List.of("task_state", "power_state", "tenant_id",
+            "user_id", "host", "last_event", "state", "launched_at", "deleted_at",
+            "audit_period_beginning", "audit_period_ending", "flavor_id", "flavor_name", "vcpus",
+            "memory_mb", "root_gb", "ephemeral_gb", "instance_type_id", "image_ref", "os_type",
+            "os_architecture", "os_distro", "os_version", "old_state", "old_task_state");
+    private static final Map<String, Integer> PLACES = new HashMap<>();
+
+    static {
+        for (int k = 0; k < NAMES.size(); k++) {
+            PLACES.put(NAMES.get(k), k + 1);
+        }
+    }
+
+    /** The place of {@code name} in {@link #NAMES} counted from 1; 0 when it is not there. */
+    public static int place(String name) {
+        Integer place = PLACES.get(name);
+        return place == null ? 0 : place;
+    }
+
+    /** The name at {@code place} (counted from 1) of {@link #NAMES}. */
+    public static String named(int place) {
+        return NAMES.get(place - 1);
     }
 
     public final String cell;

@@ -69,11 +69,11 @@ public final class ObservationSerializer extends TypeSerializerSingleton<Observa
         out.writeBoolean(o.effect.audit);
         out.writeInt(o.effect.sets.size());
         for (String leaf : o.effect.sets) {
-            StringValue.writeString(leaf, out);
+            writeName(out, leaf);
         }
         out.writeInt(o.values.size());
         for (Map.Entry<String, Object> e : o.values.entrySet()) {
-            StringValue.writeString(e.getKey(), out);
+            writeName(out, e.getKey());
             Object v = e.getValue();
             if (v == null) {
                 out.writeByte(NULL);
@@ -100,12 +100,12 @@ public final class ObservationSerializer extends TypeSerializerSingleton<Observa
         int n = in.readInt();
         Set<String> sets = new HashSet<>(n * 2);
         for (int k = 0; k < n; k++) {
-            sets.add(StringValue.readString(in));
+            sets.add(readName(in));
         }
         n = in.readInt();
         Map<String, Object> values = new HashMap<>(n * 2);
         for (int k = 0; k < n; k++) {
-            String name = StringValue.readString(in);
+            String name = readName(in);
             byte kind = in.readByte();
             values.put(name, kind == NULL ? null : kind == TIME ? (Object) in.readLong()
                     : StringValue.readString(in));
@@ -136,6 +136,21 @@ public final class ObservationSerializer extends TypeSerializerSingleton<Observa
 
     private static String readText(DataInputView in) throws IOException {
         return StringValue.readString(in);
+    }
+
+    /** A leaf's name by its place in {@link Observation#NAMES}, else as text after a 0: read
+     * back as the constant itself, which the keyed operator's lookups match at once. */
+    private static void writeName(DataOutputView out, String name) throws IOException {
+        int place = Observation.place(name);
+        out.writeByte(place);
+        if (place == 0) {
+            StringValue.writeString(name, out);
+        }
+    }
+
+    private static String readName(DataInputView in) throws IOException {
+        int place = in.readByte();
+        return place == 0 ? StringValue.readString(in) : Observation.named(place);
     }
 
     /** What a checkpoint records of the serializer (observations are never in state as
