@@ -48,7 +48,7 @@ from connectors.kafka_producer import produce, producer_settings
 from connectors.wire import parse
 from jobs import lifecycle as lc
 from jobs import usage
-from jobs.command import run_jobs
+from jobs.command import GroupOffsets, run_jobs
 from jobs.instance_state import Keep
 from stacktide import local
 from stacktide.config import REPO_ROOT, Config, config_from_mapping
@@ -176,9 +176,9 @@ class Committed(threading.Thread):
     the job between two checkpoints in the middle of its input, past its start and most of
     its JIT compiler's warm-up, without the fixed-cost run's subtraction.
 
-    Asked through a consumer that joins no group (``committed``): librdkafka 2.16.0's admin
-    client (``list_consumer_group_offsets``), asked while a new broker still loads its group
-    coordinator, crashed this process with a segmentation fault, every time."""
+    Asked through :class:`jobs.command.GroupOffsets` (consumers that join no group), as the
+    bounded run asks it: asked at the job's very start, through the admin client, it crashed
+    this process (see there)."""
 
     def __init__(self, config: Config, group: str, every_s: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -187,24 +187,22 @@ class Committed(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import KafkaException
 
         topic = self.config.kafka.topic("notifications")
-        wanted = [TopicPartition(topic, p) for p in range(self.config.kafka.partitions)]
-        consumer = Consumer({"bootstrap.servers": self.config.kafka.bootstrap_servers,
-                             "group.id": self.group, "enable.auto.commit": False,
-                             "log_level": 2})
+        offsets = GroupOffsets(self.config.kafka.bootstrap_servers)
         try:
             while not self.done.wait(self.every_s):
                 try:
-                    done = consumer.committed(wanted, timeout=10)
+                    done = offsets.committed(self.group, topic,
+                                             range(self.config.kafka.partitions), 10)
                 except KafkaException:  # not yet known: asked again next time
                     continue
-                n = sum(max(tp.offset, 0) for tp in done)
+                n = sum(max(offset, 0) for offset in done.values())
                 if not self.points or n != self.points[-1][1]:
                     self.points.append((time.monotonic(), n))
         finally:
-            consumer.close()
+            offsets.close()
 
     def steady(self, total: int, low: float = 0.25, high: float = 0.75) -> float | None:
         """Notifications per second between the first checkpoints past *low* and *high* of

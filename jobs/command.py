@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -297,47 +297,77 @@ def end_offsets(config: Config) -> dict[str, dict[int, int]]:
         consumer.close()
 
 
+class GroupOffsets:
+    """Consumer groups' committed offsets, read through consumers that join no group (one
+    per group, kept for the next call; none of them ever subscribes or commits). Not through
+    the admin client's ``list_consumer_group_offsets``: librdkafka 2.16.0 crashed the whole
+    process with a segmentation fault when asked that while a new broker still loaded its
+    group coordinator."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.consumers: dict[str, Any] = {}
+
+    def committed(self, group: str, topic: str, partitions: Iterable[int],
+                  timeout_s: float = 30.0) -> dict[int, int]:
+        """Partition -> the offset *group* committed last (negative where it committed none);
+        a KafkaException when Kafka does not answer within *timeout_s*."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = self.consumers.get(group)
+        if consumer is None:
+            consumer = self.consumers[group] = Consumer({
+                "bootstrap.servers": self.bootstrap_servers, "group.id": group,
+                "enable.auto.commit": False, "log_level": 2})
+        done = consumer.committed([TopicPartition(topic, p) for p in partitions],
+                                  timeout=timeout_s)
+        return {tp.partition: tp.offset for tp in done}
+
+    def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.close()
+        self.consumers.clear()
+
+
 class CatchUp:
-    """:func:`caught_up`, asked again and again through one Kafka admin client, which is
-    replaced when a request fails: a client kept across a broker restart was seen never to
-    answer again (confluent-kafka 2.16.1), and a Kafka that is down means "not yet"."""
+    """:func:`caught_up`, asked again and again through one :class:`GroupOffsets`, which is
+    replaced when a request fails: a Kafka client kept across a broker restart was seen never
+    to answer again (confluent-kafka 2.16.1), and a Kafka that is down means "not yet"."""
 
     def __init__(self, config: Config, ends: dict[str, dict[int, int]],
                  timeout_s: float = 30.0) -> None:
         self.config, self.ends, self.timeout_s = config, ends, timeout_s
-        self.admin: Any = None
+        self.offsets: GroupOffsets | None = None
 
     def __call__(self) -> bool:
         from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
 
-        if self.admin is None:
-            self.admin = AdminClient({"bootstrap.servers": self.config.kafka.bootstrap_servers})
+        if self.offsets is None:
+            self.offsets = GroupOffsets(self.config.kafka.bootstrap_servers)
         try:
-            return caught_up(self.config, self.ends, self.admin, self.timeout_s)
+            return caught_up(self.config, self.ends, self.offsets, self.timeout_s)
         except (KafkaException, TimeoutError) as exc:  # a request failed, or got no answer
             log.warning("event=committed_offsets_unknown error=%r: asking again",
                         str(exc) or type(exc).__name__)
-            self.admin = None
+            self.offsets.close()
+            self.offsets = None
             return False
 
 
-def caught_up(config: Config, ends: dict[str, dict[int, int]], admin: Any = None,
-              timeout_s: float = 30.0) -> bool:
+def caught_up(config: Config, ends: dict[str, dict[int, int]],
+              offsets: GroupOffsets | None = None, timeout_s: float = 30.0) -> bool:
     """Whether every job's consumer group committed (on a completed checkpoint) *ends* of
-    each topic it reads. *admin*: a Kafka AdminClient to reuse across calls."""
-    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    admin = admin or AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers})
-    for name, groups in readers().items():
-        topic, offsets = config.kafka.topic(name), ends.get(name, {})
-        wanted = [TopicPartition(topic, p) for p in offsets]
-        for group in groups:
-            request = [ConsumerGroupTopicPartitions(group, wanted)]
-            committed = admin.list_consumer_group_offsets(
-                request, request_timeout=timeout_s)[group].result(timeout=timeout_s)
-            have = {tp.partition: tp.offset for tp in committed.topic_partitions}
-            if any(end > 0 and have.get(p, -1) < end for p, end in offsets.items()):
-                return False
-    return True
+    each topic it reads. *offsets*: to reuse across calls (else one for this call)."""
+    own = offsets is None
+    asked = offsets or GroupOffsets(config.kafka.bootstrap_servers)
+    try:
+        for name, groups in readers().items():
+            topic, wanted = config.kafka.topic(name), ends.get(name, {})
+            for group in groups:
+                have = asked.committed(group, topic, wanted, timeout_s)
+                if any(end > 0 and have.get(p, -1) < end for p, end in wanted.items()):
+                    return False
+        return True
+    finally:
+        if own:
+            asked.close()

@@ -37,13 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, TopicPartition
 
 from connectors.bridge import Bridge, queue_name
 from connectors.replay import publish
 from jobs import instance_state
-from jobs.command import CatchUp, end_offsets, run_jobs
+from jobs.command import CatchUp, GroupOffsets, end_offsets, run_jobs
 from jobs.submit import stop_jobs
 from stacktide.catalog import load_catalog
 from stacktide.config import Config
@@ -401,16 +400,14 @@ class Recovery:
     running_s: float | None = None  # fault -> the job RUNNING again (a cluster's REST API)
 
 
-def progress(admin: AdminClient, config: Config, group: str) -> int:
+def progress(offsets: GroupOffsets, config: Config, group: str) -> int:
     """Offsets the jobs' consumer *group* committed (on completed checkpoints), summed."""
     topic = config.kafka.topic("notifications")
-    wanted = [TopicPartition(topic, p) for p in range(config.kafka.partitions)]
-    request = [ConsumerGroupTopicPartitions(group, wanted)]
     try:
-        done = admin.list_consumer_group_offsets(request)[group].result(timeout=10)
+        done = offsets.committed(group, topic, range(config.kafka.partitions), timeout_s=10)
     except Exception:
         return 0
-    return sum(max(tp.offset, 0) for tp in done.topic_partitions)
+    return sum(max(offset, 0) for offset in done.values())
 
 
 def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work: Path, *,
@@ -428,11 +425,13 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
     publisher = Publisher(config, messages, speed, chunk=max(50, len(messages) // 200))
     monitor = Monitor(config, jobs=jobs)
 
-    def kafka_admin() -> AdminClient:
-        """A new admin client for each phase: one kept across the Kafka restart never
-        answered a consumer group's offsets again (confluent-kafka 2.16.1; every request
-        timed out, minutes after the broker was back)."""
-        return AdminClient({"bootstrap.servers": config.kafka.bootstrap_servers, "log_level": 2})
+    def kafka_offsets(old: GroupOffsets | None = None) -> GroupOffsets:
+        """New Kafka clients for each phase (*old*'s closed): an admin client kept across the
+        Kafka restart never answered a consumer group's offsets again (confluent-kafka
+        2.16.1; every request timed out, minutes after the broker was back)."""
+        if old is not None:
+            old.close()
+        return GroupOffsets(config.kafka.bootstrap_servers)
 
     recoveries: list[Recovery] = []
     started = time.monotonic()
@@ -457,32 +456,37 @@ def run_faults(config: Config, stack: Config, traffic: Traffic, jobs: Jobs, work
     def jobs_read(fraction: float) -> None:
         """Until the slowest job (the keyed instance job) committed *fraction* of the traffic."""
         want = fraction * len(messages)
-        admin = kafka_admin()
+        offsets = kafka_offsets()
         deadline = time.monotonic() + timeout_s
-        while progress(admin, config, instance_state.GROUP_ID) < want:
-            if (why := jobs.alive()) is not None:
-                raise AssertionError(why)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the instance job read less than {want:.0f} in {timeout_s} s")
-            time.sleep(0.5)
+        try:
+            while progress(offsets, config, instance_state.GROUP_ID) < want:
+                if (why := jobs.alive()) is not None:
+                    raise AssertionError(why)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the instance job read less than {want:.0f} in {timeout_s} s")
+                time.sleep(0.5)
+        finally:
+            offsets.close()
 
     queue = queue_name(config.bridge.queue_prefix, config.cells[0].name, "nova")
     quiet = threading.Event()
 
     def status(every_s: float = 60.0) -> None:
         """Where the traffic is, every *every_s*: a stall shows which piece holds it."""
-        admin = kafka_admin()
+        offsets = kafka_offsets()
         while not quiet.wait(every_s):
             try:
                 depth: int | str = queue_depth(config, queue)
             except Exception as exc:  # RabbitMQ down
                 depth = type(exc).__name__
-            read = progress(admin, config, instance_state.GROUP_ID)
+            read = progress(offsets, config, instance_state.GROUP_ID)
             if read == 0:
-                admin = kafka_admin()  # (see kafka_admin)
+                offsets = kafka_offsets(offsets)  # (see kafka_offsets)
             say(f"  {time.monotonic() - started:7.1f} s: published {publisher.sent:,}, "
                 f"queued {depth}, in Kafka {monitor.offsets[-1][1] if monitor.offsets else 0:,}, "
                 f"read by the instance job {read:,}, Iceberg commits {len(monitor.commits)}")
+        offsets.close()
 
     jobs.start()
     bridge.start()

@@ -1,6 +1,6 @@
 """A bounded ``jobs run`` resuming from a checkpoint waits until every job's consumer group
 committed the topics' end offsets; a Kafka that does not answer meanwhile (restarting) is
-"not yet", asked again through a new admin client, never the end of the run."""
+"not yet", asked again through new Kafka clients, never the end of the run."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_a_kafka_that_does_not_answer_is_not_caught_up_yet(
     read_all = CatchUp(config, {"notifications": {0: 5, 1: 0}}, timeout_s=1.0)
     with caplog.at_level(logging.WARNING, logger="jobs.command"):
         assert read_all() is False
-        assert read_all.admin is None  # the next call asks through a new client
+        assert read_all.offsets is None  # the next call asks through new clients
         assert read_all() is False
     assert [r.getMessage().split(" ")[0] for r in caplog.records] == [
         "event=committed_offsets_unknown"] * 2
