@@ -80,13 +80,7 @@ public final class Audit {
     /** When an exists is verified: a settle time after its audit period's end (its own time
      * if it names none), and never before its own time. */
     public static long dueAt(Observation exists, long settle) {
-        return exists.settlesFrom + settle;
-    }
-
-    /** The end of the exists' audit period, or its own time if it names none. */
-    private static long endOrAt(Observation exists) {
-        Long end = (Long) exists.values.get("audit_period_ending");
-        return end == null || end == 0 ? exists.at : end;
+        return Math.max(exists.at, exists.auditEnd) + settle;
     }
 
     /** Verify one exists against {@code state} (null: the stream never saw the instance). */
@@ -94,7 +88,7 @@ public final class Audit {
                                 long period) {
         Long begin = (Long) exists.values.get("audit_period_beginning");
         Long end = (Long) exists.values.get("audit_period_ending");
-        long endOrAt = endOrAt(exists);
+        long endOrAt = exists.auditEnd;
         if (now < dueAt(exists, settle)) {
             return new Result(exists.messageId, exists.cell, exists.instanceId, begin, end,
                     "pending", List.of());

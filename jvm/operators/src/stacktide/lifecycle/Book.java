@@ -156,10 +156,19 @@ public final class Book {
                 rows.put(row.key(), new Emitted(0, row.digest()));
                 out.add(new Revised(row, 0));
             }
-            emittedUntil = emittedUntil == null ? upto : Math.max(emittedUntil, upto);
-            dirtyFrom = null;
-            return out;
+        } else {
+            revise(state, period, computed, emitted, out);
         }
+        emittedUntil = emittedUntil == null ? upto : Math.max(emittedUntil, upto);
+        dirtyFrom = null;
+        return out;
+    }
+
+    /** The rows of {@code computed} and of {@code emitted} (those of the same periods already
+     * written) whose content changed, with their revisions bumped; an emitted row no longer
+     * computed comes back as zeros. */
+    private void revise(InstanceState state, long period, List<Usage.Row> computed,
+                        SortedMap<Key, Emitted> emitted, List<Revised> out) {
         Map<Key, Usage.Row> fresh = new TreeMap<>();
         for (Usage.Row r : computed) {
             fresh.put(r.key(), r);
@@ -181,9 +190,6 @@ public final class Book {
                 out.add(new Revised(row, revision));
             }
         }
-        emittedUntil = emittedUntil == null ? upto : Math.max(emittedUntil, upto);
-        dirtyFrom = null;
-        return out;
     }
 
     /** Fold samples before the period-aligned {@code horizon} (never one not yet emitted)

@@ -69,10 +69,10 @@ public final class Observation {
     /** Leaf -> a String, a Long (the times, in µs), or null (present but empty). */
     public final Map<String, Object> values;
     public final String requestId;
-    /** An exists' audit period end, or its own time if later or it names none: from when it
-     * settles. Read at every timer of its instance while it waits, and kept here so that such a
-     * read stays in this object, not in {@link #values}' table, nodes and keys. */
-    final long settlesFrom;
+    /** An exists' audit period end, or its own time if it names none ({@code Audit}'s
+     * "end or at"). Read at every timer of its instance while it waits, and kept here so that
+     * such a read stays in this object, not in {@link #values}' table, nodes and keys. */
+    final long auditEnd;
 
     Observation(String cell, String instanceId, String messageId, String eventType, long at,
                 long key, Rules.Effect effect, Map<String, Object> values, String requestId) {
@@ -86,7 +86,7 @@ public final class Observation {
         this.values = values;
         this.requestId = requestId;
         Object end = effect.audit ? values.get("audit_period_ending") : null;
-        this.settlesFrom = end instanceof Long && (Long) end != 0 ? Math.max(at, (Long) end) : at;
+        this.auditEnd = end instanceof Long && (Long) end != 0 ? (Long) end : at;
     }
 
     /** The observation of one envelope ({@code payload}: its JSON text); null when it is about
